@@ -1,0 +1,370 @@
+//! The callback: the provider's answer is checked (state, issuer, errors), the code is
+//! exchanged over the back channel, and a new session is created.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response};
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::{AuthorizationCode, PkceCodeVerifier, RequestTokenError, TokenResponse};
+use subtle::ConstantTimeEq;
+
+use crate::authorize::PendingLogin;
+use crate::backchannel::BackchannelError;
+use crate::config::Inner;
+use crate::error::FlowError;
+use crate::session::{now_secs, Session, SessionId};
+use crate::{cookie, page, userinfo};
+
+/// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
+#[derive(Default, Debug)]
+pub(crate) struct CallbackParams {
+    pub(crate) code: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) error_description: Option<String>,
+    pub(crate) iss: Option<String>,
+}
+
+impl CallbackParams {
+    /// Parses the query. A parameter that appears twice makes the whole response invalid
+    /// (RFC 6749 section 3.1), so a second `state` or `code` cannot be smuggled in.
+    pub(crate) fn parse(query: &str) -> Result<Self, FlowError> {
+        let mut p = CallbackParams::default();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match &*name {
+                "code" => &mut p.code,
+                "state" => &mut p.state,
+                "error" => &mut p.error,
+                "error_description" => &mut p.error_description,
+                "iss" => &mut p.iss,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(FlowError::BadCallback("a parameter is repeated"));
+            }
+            if value.len() > 4096 {
+                return Err(FlowError::BadCallback("a parameter is too long"));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(p)
+    }
+}
+
+/// Answers a request to the callback path.
+pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
+    let wants_json = crate::layer::wants_json(headers);
+    let (outcome, pending_name) = match CallbackParams::parse(query) {
+        Ok(params) => {
+            let pending_name = params
+                .state
+                .as_deref()
+                .map(|s| inner.cookies.pending_name(s));
+            (
+                complete(inner, headers, &params, pending_name.as_deref()).await,
+                pending_name,
+            )
+        }
+        Err(e) => (Err((e, None)), None),
+    };
+
+    let mut res = match outcome {
+        Ok(res) => res,
+        Err((error, return_to)) => {
+            tracing::info!(error = %error, "login failed at the callback");
+            let retry = crate::layer::login_href(inner, return_to.as_deref().unwrap_or("/"));
+            error.response(wants_json, Some(&retry))
+        }
+    };
+    // Single use: whatever happened, this attempt's pending cookie is gone; so are other
+    // attempts' cookies that are unreadable, expired, or past the cap.
+    let stale = stale_pending_cookies(inner, headers, pending_name.as_deref());
+    for name in pending_name.into_iter().chain(stale) {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            inner.cookies.clear_pending_cookie(&name),
+        );
+    }
+    // The code must not leak through the Referer of whatever the next page loads, nor
+    // be kept by a cache.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    res
+}
+
+type Failure = (FlowError, Option<String>);
+
+async fn complete(
+    inner: &Inner,
+    headers: &HeaderMap,
+    params: &CallbackParams,
+    pending_name: Option<&str>,
+) -> Result<Response<Bytes>, Failure> {
+    // 1. The state must match a pending login started in this browser.
+    let pending = match (params.state.as_deref(), pending_name) {
+        (Some(state), Some(name)) => open_pending(inner, headers, name, state),
+        _ => None,
+    };
+    let return_to = pending.as_ref().map(|p| p.return_to.clone());
+
+    // 2. A provider error ends here, with a page and a way to try again (no loop: the
+    // page waits for the person to click).
+    if let Some(code) = &params.error {
+        let code = sanitize_error_code(code);
+        let description = params
+            .error_description
+            .as_deref()
+            .map(|d| d.chars().take(300).collect());
+        return Err((FlowError::Provider { code, description }, return_to));
+    }
+    let Some(pending) = pending else {
+        return Err((
+            if params.state.is_none() {
+                FlowError::BadCallback("the state parameter is missing")
+            } else {
+                FlowError::UnknownState
+            },
+            None,
+        ));
+    };
+
+    // 3. RFC 9207: a callback that names another issuer is a mix-up attack; checked
+    // before the code is sent anywhere.
+    if let Some(expected) = &inner.issuer {
+        match &params.iss {
+            Some(iss) if iss == expected => {}
+            Some(_) => return Err((FlowError::IssuerMismatch, return_to)),
+            None if inner.require_iss => return Err((FlowError::IssuerMismatch, return_to)),
+            None => {}
+        }
+    }
+
+    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
+        return Err((
+            FlowError::BadCallback("the code parameter is missing"),
+            return_to,
+        ));
+    };
+
+    // 4. The back-channel exchange, with the PKCE verifier and client authentication.
+    let token = inner
+        .oauth
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
+        .request_async(&inner.backchannel)
+        .await
+        .map_err(|e| (token_error(e), return_to.clone()))?;
+
+    // RFC 6749 7.1 and RFC 6750: the layer only knows how to use bearer tokens.
+    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
+        return Err((
+            FlowError::Provider5xx("the provider issued a token of an unknown type"),
+            return_to,
+        ));
+    }
+    let access_token = token.access_token().secret().clone();
+    if access_token.is_empty() {
+        return Err((
+            FlowError::Provider5xx("the provider issued an empty token"),
+            return_to,
+        ));
+    }
+
+    // 5. Who the user is.
+    let identity = userinfo::fetch(inner, &access_token)
+        .await
+        .map_err(|e| (e, return_to.clone()))?;
+
+    // 6. A new session under a fresh id (never one the browser brought: no fixation).
+    let now = now_secs();
+    let absolute = now.saturating_add(inner.absolute_lifetime.as_secs());
+    let session = Session {
+        subject: identity.subject,
+        claims: identity.claims,
+        scopes: token
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_else(|| inner.scopes.clone()),
+        access_token,
+        access_expires_at: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
+        refresh_token: token.refresh_token().map(|t| t.secret().clone()),
+        id_token: None,
+        created_at: now,
+        expires_at: now
+            .saturating_add(inner.idle_timeout.as_secs())
+            .min(absolute),
+        absolute_expires_at: absolute,
+    };
+    let id = SessionId::generate();
+    if let Err(e) = inner.store.save(&id.key(), Arc::new(session)).await {
+        tracing::error!(error = %e, "could not store the new session");
+        return Err((FlowError::Store, return_to));
+    }
+    // The session the browser had before, if any, ends with this login.
+    for old in cookie::find(headers, &inner.cookies.session_name) {
+        if let Some(old) = SessionId::parse(old) {
+            if let Err(e) = inner.store.delete(&old.key()).await {
+                tracing::warn!(error = %e, "could not delete the previous session");
+            }
+        }
+    }
+    tracing::info!("login completed");
+
+    let mut res = page::see_other(&pending.return_to);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        inner.cookies.session_cookie(id.as_str()),
+    );
+    Ok(res)
+}
+
+/// How many logins may be pending in one browser at once (tabs); older ones are dropped
+/// at the next callback so the `Cookie` header stays small.
+pub(crate) const MAX_PENDING_LOGINS: usize = 5;
+
+/// The names of pending cookies, other than the one being answered, that should go:
+/// unreadable (another key, tampered), expired, or the oldest past the cap.
+fn stale_pending_cookies(
+    inner: &Inner,
+    headers: &HeaderMap,
+    answered: Option<&str>,
+) -> Vec<String> {
+    let mut live: Vec<(u64, &str)> = Vec::new();
+    let mut stale: Vec<String> = Vec::new();
+    let now = now_secs();
+    for name in cookie::names_with_prefix(headers, &inner.cookies.pending_prefix) {
+        if Some(name) == answered
+            || live.iter().any(|(_, n)| *n == name)
+            || stale.iter().any(|n| n == name)
+        {
+            continue;
+        }
+        let created = cookie::find(headers, name)
+            .next()
+            .and_then(|sealed| inner.cookies.open_pending(name, sealed))
+            .and_then(|json| serde_json::from_str::<PendingLogin>(&json).ok())
+            .map(|p| p.created_at)
+            .filter(|t| now.saturating_sub(*t) <= inner.pending_lifetime.as_secs());
+        match created {
+            Some(t) => live.push((t, name)),
+            None => stale.push(name.to_string()),
+        }
+    }
+    if live.len() > MAX_PENDING_LOGINS {
+        live.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        stale.extend(live.drain(MAX_PENDING_LOGINS..).map(|(_, n)| n.to_string()));
+    }
+    stale
+}
+
+/// Opens the pending cookie `name` and checks it belongs to `state` and is fresh.
+fn open_pending(
+    inner: &Inner,
+    headers: &HeaderMap,
+    name: &str,
+    state: &str,
+) -> Option<PendingLogin> {
+    let sealed = cookie::find(headers, name).next()?;
+    let json = inner.cookies.open_pending(name, sealed)?;
+    let pending: PendingLogin = serde_json::from_str(&json).ok()?;
+    let same_state: bool = pending.state.as_bytes().ct_eq(state.as_bytes()).into();
+    let age = now_secs().saturating_sub(pending.created_at);
+    (same_state && age <= inner.pending_lifetime.as_secs()).then_some(pending)
+}
+
+/// Keeps an `error` code to the RFC 6749 character set, so a hostile value cannot make
+/// the page say something else.
+fn sanitize_error_code(code: &str) -> String {
+    let clean: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "unknown_error".to_string()
+    } else {
+        clean
+    }
+}
+
+/// Maps a failed exchange to what the person is told. The raw provider answer is never
+/// shown or logged: a malformed success response may hold tokens.
+fn token_error(
+    e: RequestTokenError<BackchannelError, oauth2::basic::BasicErrorResponse>,
+) -> FlowError {
+    match e {
+        RequestTokenError::ServerResponse(err) => {
+            let code = err.error().as_ref().to_string();
+            tracing::warn!(error = %code, "the token endpoint refused the code");
+            match err.error() {
+                BasicErrorResponseType::InvalidGrant
+                | BasicErrorResponseType::InvalidRequest
+                | BasicErrorResponseType::InvalidScope => {
+                    FlowError::CodeRejected(sanitize_error_code(&code))
+                }
+                _ => FlowError::Provider5xx("the provider refused this application"),
+            }
+        }
+        RequestTokenError::Request(BackchannelError::Timeout) => {
+            tracing::warn!("the token endpoint did not answer in time");
+            FlowError::Provider5xx("the provider did not answer in time")
+        }
+        RequestTokenError::Request(BackchannelError::TooLarge) => {
+            tracing::warn!("the token endpoint's answer is too large");
+            FlowError::Provider5xx("the provider's answer is too large")
+        }
+        RequestTokenError::Request(e) => {
+            tracing::warn!(error = %e, "the token endpoint could not be reached");
+            FlowError::Provider5xx("the provider could not be reached")
+        }
+        RequestTokenError::Parse(_, _) => {
+            tracing::warn!("the token endpoint's answer could not be parsed");
+            FlowError::Provider5xx("the provider's answer is not valid")
+        }
+        RequestTokenError::Other(_) => {
+            tracing::warn!("the token endpoint answered with an error");
+            FlowError::Provider5xx("the provider answered with an error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_callback_params() {
+        let p =
+            CallbackParams::parse("code=abc&state=xyz&iss=https%3A%2F%2Fi.example&x=1").unwrap();
+        assert_eq!(p.code.as_deref(), Some("abc"));
+        assert_eq!(p.state.as_deref(), Some("xyz"));
+        assert_eq!(p.iss.as_deref(), Some("https://i.example"));
+        assert!(p.error.is_none());
+        let e =
+            CallbackParams::parse("error=access_denied&error_description=No+way&state=s").unwrap();
+        assert_eq!(e.error.as_deref(), Some("access_denied"));
+        assert_eq!(e.error_description.as_deref(), Some("No way"));
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        for q in [
+            "state=a&state=b",
+            "code=a&code=b",
+            "iss=a&iss=a",
+            "error=a&error=b",
+        ] {
+            assert!(CallbackParams::parse(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn error_codes_are_sanitized() {
+        assert_eq!(sanitize_error_code("access_denied"), "access_denied");
+        assert_eq!(sanitize_error_code("<script>"), "script");
+        assert_eq!(sanitize_error_code("<>"), "unknown_error");
+    }
+}

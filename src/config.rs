@@ -1,0 +1,630 @@
+//! Configuration: the builder, and what it checks before the first request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl, TokenUrl,
+};
+use tower_cookies::Key;
+use url::Url;
+
+use crate::backchannel::Backchannel;
+use crate::cookie::CookieConfig;
+use crate::error::ConfigError;
+use crate::session::{MemoryStore, SessionStore};
+use crate::LoginLayer;
+
+/// The `oauth2` client as the layer uses it: authorization and token endpoints set.
+pub(crate) type OAuthClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
+///
+/// A client without a secret is a public client and authenticates with PKCE alone
+/// (`token_endpoint_auth_method=none`); these choices apply to confidential clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: the id and secret in an HTTP Basic `Authorization` header.
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post`: the id and secret in the form body.
+    ClientSecretPost,
+}
+
+/// Whether requests that match no public path need a signed-in user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Every request needs a signed-in user unless its path is public (the default).
+    #[default]
+    LoginRequired,
+    /// Every request passes; the user is available when there is one, and routes are
+    /// protected one by one with [`LoginLayer::require_login`].
+    Public,
+}
+
+/// What an unauthenticated API request (not a browser navigation) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnauthenticatedApi {
+    /// `401 Unauthorized` with `WWW-Authenticate` and a small JSON body (the default).
+    #[default]
+    Unauthorized,
+    /// A redirect to the login, like a browser navigation.
+    Redirect,
+}
+
+type PublicPredicate = Arc<dyn Fn(&http::Method, &http::Uri) -> bool + Send + Sync>;
+
+/// Which requests pass without a signed-in user.
+#[derive(Clone, Default)]
+pub(crate) struct PublicRoutes {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+    predicates: Vec<PublicPredicate>,
+}
+
+impl PublicRoutes {
+    pub(crate) fn matches(&self, method: &http::Method, uri: &http::Uri) -> bool {
+        let path = uri.path();
+        self.exact.iter().any(|p| p == path)
+            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+            || self.predicates.iter().any(|f| f(method, uri))
+    }
+}
+
+/// Everything the layer needs, built once and shared by all requests.
+pub(crate) struct Inner {
+    pub(crate) oauth: OAuthClient,
+    pub(crate) backchannel: Backchannel,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) cookies: CookieConfig,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) extra_auth_params: Vec<(String, String)>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) require_iss: bool,
+    pub(crate) userinfo_url: Option<Url>,
+    pub(crate) subject_field: String,
+    pub(crate) callback_path: String,
+    pub(crate) login_path: String,
+    pub(crate) logout_path: String,
+    pub(crate) post_logout_redirect: String,
+    /// `scheme://host[:port]` of the app, from the redirect URL, for the logout origin check.
+    pub(crate) app_origin: String,
+    pub(crate) access: Access,
+    pub(crate) public: PublicRoutes,
+    pub(crate) unauthenticated_api: UnauthenticatedApi,
+    pub(crate) realm: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_lifetime: Duration,
+    pub(crate) pending_lifetime: Duration,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No secret: the client secret and the cookie key are left out.
+        f.debug_struct("LoginConfig")
+            .field("client_id", self.oauth.client_id())
+            .field("callback_path", &self.callback_path)
+            .field("login_path", &self.login_path)
+            .field("logout_path", &self.logout_path)
+            .field("issuer", &self.issuer)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`LoginLayer`]. Start with [`LoginLayer::builder`].
+///
+/// Required: [`with_client_id`](Self::with_client_id),
+/// [`with_authorization_endpoint`](Self::with_authorization_endpoint),
+/// [`with_token_endpoint`](Self::with_token_endpoint),
+/// [`with_redirect_url`](Self::with_redirect_url) and
+/// [`with_userinfo_endpoint`](Self::with_userinfo_endpoint) (who the user is).
+/// Everything else has a safe default. [`build`](Self::build) checks it all and returns a
+/// [`ConfigError`] rather than failing at the first request.
+#[must_use]
+pub struct LoginLayerBuilder {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_auth: Option<ClientAuth>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    subject_field: String,
+    redirect_url: Option<String>,
+    issuer: Option<String>,
+    require_iss: bool,
+    scopes: Vec<String>,
+    extra_auth_params: Vec<(String, String)>,
+    cookie_key: Option<Vec<u8>>,
+    login_path: Option<String>,
+    logout_path: Option<String>,
+    post_logout_redirect: String,
+    access: Access,
+    public: PublicRoutes,
+    unauthenticated_api: UnauthenticatedApi,
+    realm: String,
+    store: Option<Arc<dyn SessionStore>>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_response_bytes: usize,
+    idle_timeout: Duration,
+    absolute_lifetime: Duration,
+    pending_lifetime: Duration,
+}
+
+impl fmt::Debug for LoginLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginLayerBuilder")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LoginLayerBuilder {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            client_auth: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            userinfo_endpoint: None,
+            subject_field: "sub".to_string(),
+            redirect_url: None,
+            issuer: None,
+            require_iss: false,
+            scopes: Vec::new(),
+            extra_auth_params: Vec::new(),
+            cookie_key: None,
+            login_path: None,
+            logout_path: None,
+            post_logout_redirect: "/".to_string(),
+            access: Access::LoginRequired,
+            public: PublicRoutes::default(),
+            unauthenticated_api: UnauthenticatedApi::Unauthorized,
+            realm: "app".to_string(),
+            store: None,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(8 * 60 * 60),
+            absolute_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
+            pending_lifetime: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl LoginLayerBuilder {
+    /// The client id registered with the provider. Required.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret, for a confidential client. Without one, the client is public
+    /// and authenticates with PKCE alone.
+    pub fn with_client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// How the secret is sent to the token endpoint: [`ClientAuth::ClientSecretBasic`]
+    /// (the default) or [`ClientAuth::ClientSecretPost`]. Needs a client secret.
+    pub fn with_client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = Some(auth);
+        self
+    }
+
+    /// The provider's authorization endpoint. Required.
+    pub fn with_authorization_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.authorization_endpoint = Some(url.into());
+        self
+    }
+
+    /// The provider's token endpoint. Required.
+    pub fn with_token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The endpoint that tells who the user is, called once at login with the new access
+    /// token (e.g. OpenID Connect's userinfo, or GitHub's `https://api.github.com/user`).
+    pub fn with_userinfo_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.userinfo_endpoint = Some(url.into());
+        self
+    }
+
+    /// The field of the userinfo JSON that identifies the user: `sub` by default; `id`
+    /// for GitHub. A string or a number.
+    pub fn with_subject_field(mut self, field: impl Into<String>) -> Self {
+        self.subject_field = field.into();
+        self
+    }
+
+    /// The absolute redirect URL registered with the provider, e.g.
+    /// `https://app.example/auth/callback`. Required. The layer answers its path itself,
+    /// and cookies are `Secure` (with the `__Host-` prefix) when it is https.
+    pub fn with_redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.redirect_url = Some(url.into());
+        self
+    }
+
+    /// The provider's issuer identifier. When set, an `iss` parameter in the callback
+    /// must equal it (RFC 9207).
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires the `iss` parameter in every callback (for providers that advertise
+    /// `authorization_response_iss_parameter_supported`). Needs an issuer.
+    pub fn with_iss_parameter_required(mut self, required: bool) -> Self {
+        self.require_iss = required;
+        self
+    }
+
+    /// Adds a scope to request.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Adds several scopes to request.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a parameter to every authorization request (e.g. `prompt`, `audience`).
+    /// Parameters the layer manages itself (`state`, `code_challenge`, ...) are refused
+    /// at build time.
+    pub fn with_authorization_param(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.extra_auth_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The key that seals the pending-login cookies: at least 64 random bytes. Without
+    /// it a random key is made at start-up (with a warning), and logins in progress
+    /// during a restart must start again. Several instances must share one key.
+    pub fn with_cookie_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.cookie_key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// The path that starts a login: `GET <path>?return_to=/somewhere`. Defaults to
+    /// `login` beside the callback path (`/auth/login` for `/auth/callback`).
+    pub fn with_login_path(mut self, path: impl Into<String>) -> Self {
+        self.login_path = Some(path.into());
+        self
+    }
+
+    /// The path that signs out on `POST`. Defaults to `logout` beside the callback path.
+    /// A `GET` to it passes through to your app, to show a sign-out button.
+    pub fn with_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.logout_path = Some(path.into());
+        self
+    }
+
+    /// Where the browser goes after signing out (a same-origin path). Default `/`.
+    pub fn with_post_logout_redirect(mut self, path: impl Into<String>) -> Self {
+        self.post_logout_redirect = path.into();
+        self
+    }
+
+    /// Whether requests outside the public paths need a signed-in user (the default) or
+    /// all pass (to protect routes one by one with [`LoginLayer::require_login`]).
+    pub fn with_default_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// A path that passes without a signed-in user (exact match).
+    pub fn with_public_path(mut self, path: impl Into<String>) -> Self {
+        self.public.exact.push(path.into());
+        self
+    }
+
+    /// A path prefix under which requests pass without a signed-in user, e.g.
+    /// `/assets/`.
+    pub fn with_public_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.public.prefixes.push(prefix.into());
+        self
+    }
+
+    /// Requests for which `f` returns true pass without a signed-in user.
+    pub fn with_public_if<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&http::Method, &http::Uri) -> bool + Send + Sync + 'static,
+    {
+        self.public.predicates.push(Arc::new(f));
+        self
+    }
+
+    /// What an unauthenticated API request gets. Default: 401 with JSON.
+    pub fn with_unauthenticated_api(mut self, answer: UnauthenticatedApi) -> Self {
+        self.unauthenticated_api = answer;
+        self
+    }
+
+    /// The realm of the `WWW-Authenticate` challenge of 401 answers. Default `app`.
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Where sessions are kept. Default: a [`MemoryStore`].
+    pub fn with_store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The total time a call to the provider may take, body included. Default 10 s.
+    pub fn with_http_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The time to connect to the provider. Default 5 s.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest answer read from the provider. Default 1 MiB.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// How long a session lasts without being used. Default 8 hours.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a session lasts at most, however much it is used. Default 7 days.
+    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// How long a user may take at the provider to sign in. Default 10 minutes.
+    pub fn with_login_timeout(mut self, lifetime: Duration) -> Self {
+        self.pending_lifetime = lifetime;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<LoginLayer, ConfigError> {
+        let client_id = self
+            .client_id
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::Missing("client id"))?;
+        let auth_url = endpoint(self.authorization_endpoint, "authorization endpoint")?;
+        let token_url = endpoint(self.token_endpoint, "token endpoint")?;
+        let userinfo_url = Some(endpoint(self.userinfo_endpoint, "userinfo endpoint")?);
+        let redirect = endpoint(self.redirect_url, "redirect URL")?;
+        if redirect.fragment().is_some() {
+            return Err(ConfigError::InvalidUrl {
+                field: "redirect URL",
+                reason: "must not have a fragment".into(),
+            });
+        }
+        let secure = redirect.scheme() == "https";
+        let app_origin = redirect.origin().ascii_serialization();
+        let callback_path = redirect.path().to_string();
+        let parent = callback_path
+            .rsplit_once('/')
+            .map(|(dir, _)| dir)
+            .unwrap_or("");
+        let login_path = self.login_path.unwrap_or_else(|| format!("{parent}/login"));
+        let logout_path = self
+            .logout_path
+            .unwrap_or_else(|| format!("{parent}/logout"));
+        for (field, path) in [("login path", &login_path), ("logout path", &logout_path)] {
+            check_path(field, path)?;
+            if *path == callback_path {
+                return Err(ConfigError::InvalidPath {
+                    field,
+                    reason: "must differ from the callback path".into(),
+                });
+            }
+        }
+        if login_path == logout_path {
+            return Err(ConfigError::InvalidPath {
+                field: "logout path",
+                reason: "must differ from the login path".into(),
+            });
+        }
+        if crate::authorize::safe_return_to(&self.post_logout_redirect).is_none() {
+            return Err(ConfigError::InvalidPath {
+                field: "post-logout redirect",
+                reason: "must be a same-origin path starting with a single /".into(),
+            });
+        }
+
+        const RESERVED: [&str; 8] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "nonce",
+        ];
+        if let Some((name, _)) = self
+            .extra_auth_params
+            .iter()
+            .find(|(n, _)| RESERVED.contains(&n.as_str()))
+        {
+            return Err(ConfigError::InvalidPath {
+                field: "authorization parameter",
+                reason: format!("{name} is set by the layer itself"),
+            });
+        }
+
+        if self.require_iss && self.issuer.is_none() {
+            return Err(ConfigError::Missing("issuer (needed to require iss)"));
+        }
+        if self.idle_timeout.is_zero() || self.absolute_lifetime.is_zero() {
+            return Err(ConfigError::InvalidDuration {
+                field: "session lifetime",
+                reason: "must be more than zero",
+            });
+        }
+        if self.pending_lifetime < Duration::from_secs(30) {
+            return Err(ConfigError::InvalidDuration {
+                field: "login timeout",
+                reason: "must be at least 30 seconds",
+            });
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConfigError::InvalidDuration {
+                field: "HTTP timeout",
+                reason: "must be more than zero",
+            });
+        }
+
+        let key = match self.cookie_key {
+            Some(bytes) => Key::try_from(bytes.as_slice())
+                .map_err(|_| ConfigError::CookieKeyTooShort(bytes.len()))?,
+            None => {
+                tracing::warn!(
+                    "no cookie key configured: using a random one; logins in progress \
+                     during a restart will have to start again, and several instances \
+                     will not understand each other's cookies"
+                );
+                Key::generate()
+            }
+        };
+
+        let mut oauth = BasicClient::new(ClientId::new(client_id))
+            .set_auth_uri(AuthUrl::from_url(auth_url))
+            .set_token_uri(TokenUrl::from_url(token_url))
+            .set_redirect_uri(RedirectUrl::from_url(redirect));
+        match (self.client_secret, self.client_auth) {
+            (Some(secret), auth) => {
+                oauth = oauth
+                    .set_client_secret(ClientSecret::new(secret))
+                    .set_auth_type(match auth.unwrap_or_default() {
+                        ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
+                        ClientAuth::ClientSecretPost => AuthType::RequestBody,
+                    });
+            }
+            (None, Some(ClientAuth::ClientSecretBasic)) => {
+                return Err(ConfigError::SecretRequired("client_secret_basic"))
+            }
+            (None, Some(ClientAuth::ClientSecretPost)) => {
+                return Err(ConfigError::SecretRequired("client_secret_post"))
+            }
+            // A public client: `oauth2` sends `client_id` in the body and no secret.
+            (None, None) => oauth = oauth.set_auth_type(AuthType::RequestBody),
+        }
+
+        let backchannel =
+            Backchannel::new(self.connect_timeout, self.timeout, self.max_response_bytes)?;
+        let cookies = CookieConfig::new(
+            secure,
+            &callback_path,
+            key,
+            self.pending_lifetime,
+            self.absolute_lifetime,
+        );
+
+        let inner = Inner {
+            oauth,
+            backchannel,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            cookies,
+            scopes: self.scopes,
+            extra_auth_params: self.extra_auth_params,
+            issuer: self.issuer,
+            require_iss: self.require_iss,
+            userinfo_url,
+            subject_field: self.subject_field,
+            callback_path,
+            login_path,
+            logout_path,
+            post_logout_redirect: self.post_logout_redirect,
+            app_origin,
+            access: self.access,
+            public: self.public,
+            unauthenticated_api: self.unauthenticated_api,
+            realm: self.realm,
+            idle_timeout: self.idle_timeout,
+            absolute_lifetime: self.absolute_lifetime,
+            pending_lifetime: self.pending_lifetime,
+        };
+        Ok(LoginLayer::from_inner(Arc::new(inner)))
+    }
+}
+
+/// Parses an endpoint URL: absolute, http(s), and https unless it is on loopback (so
+/// development works without certificates but production cannot leak over plain http).
+fn endpoint(value: Option<String>, field: &'static str) -> Result<Url, ConfigError> {
+    let value = value.ok_or(ConfigError::Missing(field))?;
+    let url = Url::parse(&value).map_err(|e| ConfigError::InvalidUrl {
+        field,
+        reason: e.to_string(),
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                reason: "must be https (plain http is allowed on loopback only)".into(),
+            })
+        }
+        other => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                reason: format!("unsupported scheme {other}"),
+            })
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            reason: "must not carry credentials".into(),
+        });
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn check_path(field: &'static str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.starts_with("//") || path.contains(['?', '#', '\\']) {
+        return Err(ConfigError::InvalidPath {
+            field,
+            reason: "must be an absolute path like /auth/logout".into(),
+        });
+    }
+    Ok(())
+}

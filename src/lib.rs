@@ -1,0 +1,89 @@
+//! # tower-oauth2-login
+//!
+//! One Tower [`Layer`](tower_layer::Layer) that logs browser users in with the OAuth 2.0
+//! Authorization Code Grant and hands your handlers the signed-in user.
+//!
+//! - An unauthenticated page load is redirected to the provider with `response_type=code`,
+//!   the exact registered `redirect_uri`, a 256-bit `state` bound to this browser, and a
+//!   fresh PKCE S256 challenge. API calls get `401` instead.
+//! - The layer answers the callback itself: it checks `state` (and `iss`, RFC 9207),
+//!   turns provider errors into clear pages, and exchanges the code over the back channel
+//!   (client secret by Basic or POST, or PKCE alone for a public client).
+//! - Tokens stay on the server. The browser holds an opaque session cookie only
+//!   (`HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-` over https).
+//! - Handlers take [`AuthUser`], `Option<AuthUser>` or [`AccessToken`].
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tower_oauth2_login::{AuthUser, LoginLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let login = LoginLayer::builder()
+//!     .with_client_id("my-client")
+//!     .with_client_secret(std::env::var("CLIENT_SECRET")?)
+//!     .with_authorization_endpoint("https://github.com/login/oauth/authorize")
+//!     .with_token_endpoint("https://github.com/login/oauth/access_token")
+//!     .with_userinfo_endpoint("https://api.github.com/user")
+//!     .with_subject_field("id")
+//!     .with_redirect_url("https://app.example/auth/callback")
+//!     .with_scope("read:user")
+//!     .with_cookie_key(std::env::var("COOKIE_KEY")?.as_bytes())
+//!     .with_public_path("/")
+//!     .build()?;
+//!
+//! let app = Router::new()
+//!     .route("/", get(|user: Option<AuthUser>| async move {
+//!         match user {
+//!             Some(user) => format!("hello {}", user.subject()),
+//!             None => "hello stranger: <a href=/auth/login>sign in</a>".into(),
+//!         }
+//!     }))
+//!     .route("/me", get(|user: AuthUser| async move { user.subject().to_string() }))
+//!     .layer(login);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The way of a request
+//!
+//! | request | answer |
+//! |---|---|
+//! | the callback path (from the redirect URL) | state, iss, code exchange, new session, `303` back |
+//! | `GET` the login path (`/auth/login?return_to=/x`) | `303` to the provider |
+//! | `POST` the logout path | session deleted, cookie cleared, `303` to the post-logout page |
+//! | valid session cookie | [`AuthUser`] in the request extensions, then your handler |
+//! | no session, public path | your handler (`Option<AuthUser>` is `None`) |
+//! | no session, page load | `303` to the provider, back to this page after login |
+//! | no session, API call | `401` with `WWW-Authenticate` and JSON |
+//! | session store down | `503`: the layer fails closed |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod authorize;
+mod backchannel;
+mod callback;
+mod config;
+mod cookie;
+mod error;
+mod extract;
+mod layer;
+mod logout;
+mod page;
+mod require_login;
+pub mod session;
+mod userinfo;
+
+#[cfg(feature = "dev-provider")]
+pub mod dev;
+
+pub use config::{Access, ClientAuth, LoginLayerBuilder, UnauthenticatedApi};
+pub use error::{ConfigError, StoreError};
+pub use extract::{AccessToken, AuthUser, Unauthenticated};
+pub use layer::{LoginLayer, LoginService, ResponseFuture};
+pub use require_login::{RequireLogin, RequireLoginLayer};
+pub use session::{MemoryStore, Session, SessionKey, SessionStore};

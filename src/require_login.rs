@@ -1,0 +1,101 @@
+//! [`RequireLoginLayer`]: protection for chosen routes, when the [`LoginLayer`] lets
+//! everything pass ([`Access::Public`]).
+//!
+//! [`LoginLayer`]: crate::LoginLayer
+//! [`Access::Public`]: crate::Access::Public
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::Inner;
+use crate::extract::AuthUser;
+use crate::layer::{unauthenticated_to, ReturnTo};
+
+/// Requires a signed-in user for the routes it wraps: browsers are sent to log in,
+/// API calls get 401. Made by [`LoginLayer::require_login`](crate::LoginLayer::require_login);
+/// it must run inside the `LoginLayer` that made it.
+#[derive(Clone)]
+pub struct RequireLoginLayer {
+    inner: Arc<Inner>,
+}
+
+impl RequireLoginLayer {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+}
+
+impl fmt::Debug for RequireLoginLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireLoginLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RequireLoginLayer {
+    type Service = RequireLogin<S>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        RequireLogin {
+            service,
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// The service made by [`RequireLoginLayer`].
+#[derive(Clone)]
+pub struct RequireLogin<S> {
+    service: S,
+    inner: Arc<Inner>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequireLogin<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireLogin")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireLogin<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if req.extensions().get::<AuthUser>().is_some() {
+            return Box::pin(self.service.call(req));
+        }
+        // Behind a nesting router the URI is rewritten; the LoginService kept the
+        // original for us.
+        let return_to = req
+            .extensions()
+            .get::<ReturnTo>()
+            .map(|r| r.0.as_str())
+            .or_else(|| req.uri().path_and_query().map(|p| p.as_str()))
+            .unwrap_or("/");
+        let res: Response<Bytes> =
+            unauthenticated_to(&self.inner, req.method(), req.headers(), return_to);
+        let res = res.map(ResBody::from);
+        Box::pin(std::future::ready(Ok(res)))
+    }
+}

@@ -1,0 +1,146 @@
+//! The default store: sessions in this process's memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use super::{now_secs, Session, SessionKey, SessionStore};
+use crate::error::StoreError;
+
+/// How often, at most, a save sweeps out expired sessions.
+const SWEEP_INTERVAL_SECS: u64 = 60;
+
+/// Sessions in memory, for a single instance.
+///
+/// Reads take a shard read lock of a [`DashMap`] and clone an `Arc`: no global lock and no
+/// copy of the session. Expired sessions are removed when they are next read, and all of
+/// them at most once a minute on a save, so the map does not grow with abandoned sessions.
+/// Sessions are lost when the process restarts; use a shared store for several instances.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: DashMap<SessionKey, Arc<Session>>,
+    last_sweep: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of sessions held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.inner.sessions.is_empty()
+    }
+
+    /// Removes every expired session now.
+    pub fn sweep(&self) {
+        let now = now_secs();
+        self.inner.last_sweep.store(now, Ordering::Relaxed);
+        self.inner.sessions.retain(|_, s| !s.is_expired(now));
+    }
+
+    fn sweep_if_due(&self, now: u64) {
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SWEEP_INTERVAL_SECS
+            && self
+                .inner
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.inner.sessions.retain(|_, s| !s.is_expired(now));
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        let found = self.inner.sessions.get(key).map(|s| Arc::clone(&s));
+        match found {
+            Some(s) if s.is_expired(now_secs()) => {
+                self.inner.sessions.remove(key);
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        let now = now_secs();
+        self.sweep_if_due(now);
+        self.inner.sessions.insert(*key, session);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.inner.sessions.remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionId;
+
+    fn session(expires_at: u64) -> Arc<Session> {
+        Arc::new(Session {
+            subject: "alice".into(),
+            claims: Default::default(),
+            scopes: vec![],
+            access_token: "at".into(),
+            access_expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            created_at: now_secs(),
+            expires_at,
+            absolute_expires_at: expires_at,
+        })
+    }
+
+    #[tokio::test]
+    async fn save_load_delete() {
+        let store = MemoryStore::new();
+        let key = SessionId::generate().key();
+        assert!(store.load(&key).await.unwrap().is_none());
+        store.save(&key, session(now_secs() + 60)).await.unwrap();
+        assert_eq!(store.load(&key).await.unwrap().unwrap().subject(), "alice");
+        store.delete(&key).await.unwrap();
+        assert!(store.load(&key).await.unwrap().is_none());
+        store.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_not_returned_and_are_swept() {
+        let store = MemoryStore::new();
+        let live = SessionId::generate().key();
+        let dead = SessionId::generate().key();
+        let dead2 = SessionId::generate().key();
+        store.save(&dead, session(now_secs() - 1)).await.unwrap();
+        store.save(&dead2, session(now_secs() - 1)).await.unwrap();
+        store.save(&live, session(now_secs() + 60)).await.unwrap();
+        assert!(store.load(&dead).await.unwrap().is_none());
+        assert_eq!(store.len(), 2, "an expired session is removed when read");
+        store.sweep();
+        assert_eq!(
+            store.len(),
+            1,
+            "the sweep removes the unread expired session"
+        );
+        assert!(store.load(&live).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,246 @@
+//! Server-side sessions: what a session holds, how it is keyed, and the store trait.
+//!
+//! The browser holds only an opaque, random 256-bit session id. The store never sees that
+//! id: it is keyed by the SHA-256 of it ([`SessionKey`]), so a dump of the store holds no
+//! value that could be replayed as a cookie.
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use self::memory::MemoryStore;
+use crate::error::StoreError;
+
+/// Seconds since the Unix epoch, the time unit of every stored deadline.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The key a session is stored under: the SHA-256 of its session id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The raw 32 bytes, e.g. to build a key in an external store.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex of the key, for stores keyed by strings.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not secret (it is a hash), but there is no reason to spread it through logs.
+        f.write_str("SessionKey(..)")
+    }
+}
+
+/// The session id: the cookie value. Crate-private so it cannot be logged by accident.
+pub(crate) struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id: 256 bits from the operating system's CSPRNG (through `rand`).
+    pub(crate) fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        SessionId(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Reads an id from a cookie value; anything but 43 base64url characters is refused
+    /// before it costs a hash or a store lookup.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        let ok = value.len() == 43
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| SessionId(value.to_owned()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn key(&self) -> SessionKey {
+        SessionKey::for_cookie_value(&self.0)
+    }
+}
+
+impl SessionKey {
+    /// The store key of a cookie value. Hashing is the one piece of crypto on the
+    /// authenticated path: about a hundred nanoseconds for 43 bytes.
+    pub(crate) fn for_cookie_value(value: &str) -> SessionKey {
+        SessionKey(Sha256::digest(value.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+/// Everything the server keeps about one signed-in browser.
+///
+/// Tokens live here and nowhere else: never in a cookie, a URL, a page or a log (the
+/// `Debug` output leaves them out).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub(crate) subject: String,
+    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) access_token: String,
+    pub(crate) access_expires_at: Option<u64>,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) id_token: Option<String>,
+    pub(crate) created_at: u64,
+    /// When the session ends unless it is used: min(idle deadline, absolute deadline).
+    pub(crate) expires_at: u64,
+    /// When the session ends however much it is used.
+    pub(crate) absolute_expires_at: u64,
+}
+
+impl Session {
+    /// The stable identifier of the user at the provider.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The user's claims as the provider gave them (userinfo JSON).
+    pub fn claims(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.claims
+    }
+
+    /// The scopes granted by the provider.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// When the session ends unless it is used again, in seconds since the Unix epoch.
+    /// Stores use it as the record's time to live.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// When the session ends at the latest, in seconds since the Unix epoch.
+    pub fn absolute_expires_at(&self) -> u64 {
+        self.absolute_expires_at
+    }
+
+    /// When the user signed in, in seconds since the Unix epoch.
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
+    /// When the access token expires, if the provider said.
+    pub fn access_token_expires_at(&self) -> Option<u64> {
+        self.access_expires_at
+    }
+
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at || now >= self.absolute_expires_at
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("absolute_expires_at", &self.absolute_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where sessions live. Implement it to keep sessions in your own database.
+///
+/// The layer calls [`load`](SessionStore::load) once per request that carries a session
+/// cookie, so it should be fast; [`save`](SessionStore::save) runs at login and at most
+/// about once a minute per session to slide the idle deadline.
+///
+/// A store must not return a session whose [`Session::expires_at`] has passed if it can
+/// help it (the layer checks again anyway) and should drop such records by itself.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session stored under `key`, if any.
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError>;
+
+    /// Creates or replaces the session under `key`. It may be dropped after
+    /// [`Session::expires_at`].
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError>;
+
+    /// Deletes the session under `key`; deleting a missing session is not an error.
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        (**self).load(key).await
+    }
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        (**self).save(key, session).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        (**self).delete(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_well_formed() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a.as_str(), b.as_str());
+        assert_eq!(a.as_str().len(), 43);
+        assert!(SessionId::parse(a.as_str()).is_some());
+        assert_eq!(a.key(), SessionId::parse(a.as_str()).unwrap().key());
+        assert_ne!(a.key(), b.key());
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", "a".repeat(42)),
+            &format!("{};", "a".repeat(42)),
+            &"é".repeat(22),
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_is_not_the_id() {
+        let id = SessionId::generate();
+        assert!(!id.key().to_hex().contains(id.as_str()));
+        assert_eq!(id.key().to_hex().len(), 64);
+        assert_eq!(format!("{:?}", id), "SessionId(..)");
+    }
+}

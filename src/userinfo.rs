@@ -1,0 +1,90 @@
+//! Who the user is, for providers without ID tokens: the userinfo endpoint, called once
+//! at login with the new access token.
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+use crate::backchannel::BackchannelError;
+use crate::config::Inner;
+use crate::error::FlowError;
+
+/// The user as the provider describes them.
+pub(crate) struct Identity {
+    pub(crate) subject: String,
+    pub(crate) claims: Map<String, Value>,
+}
+
+/// Fetches the userinfo JSON and reads the subject from the configured field.
+pub(crate) async fn fetch(inner: &Inner, access_token: &str) -> Result<Identity, FlowError> {
+    let url = inner
+        .userinfo_url
+        .as_ref()
+        .ok_or(FlowError::Identity("no userinfo endpoint is configured"))?;
+    let response = inner
+        .backchannel
+        .get_with_bearer(url.as_str(), access_token)
+        .await
+        .map_err(|e| match e {
+            BackchannelError::Timeout => FlowError::Identity("the provider did not answer in time"),
+            BackchannelError::TooLarge => FlowError::Identity("the provider's answer is too large"),
+            _ => FlowError::Identity("the provider could not be reached"),
+        })?;
+    if response.status() != StatusCode::OK {
+        tracing::warn!(status = %response.status(), "userinfo endpoint refused the request");
+        return Err(FlowError::Identity(
+            "the provider refused to say who you are",
+        ));
+    }
+    parse(response.body(), &inner.subject_field)
+}
+
+/// Parses a userinfo body: a JSON object whose `subject_field` is a non-empty string or
+/// an integer.
+pub(crate) fn parse(body: &[u8], subject_field: &str) -> Result<Identity, FlowError> {
+    let claims: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|_| FlowError::Identity("the provider's answer is not a JSON object"))?;
+    let subject = match claims.get(subject_field) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        _ => return Err(FlowError::Identity("the provider's answer names no user")),
+    };
+    Ok(Identity { subject, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_from_string_or_integer() {
+        assert_eq!(
+            parse(br#"{"sub":"alice"}"#, "sub").unwrap().subject,
+            "alice"
+        );
+        let gh = parse(br#"{"id":583231,"login":"octocat"}"#, "id").unwrap();
+        assert_eq!(gh.subject, "583231");
+        assert_eq!(gh.claims["login"], "octocat");
+    }
+
+    #[test]
+    fn refuses_answers_without_a_usable_subject() {
+        for body in [
+            &br#"{"name":"x"}"#[..],
+            br#"{"sub":""}"#,
+            br#"{"sub":null}"#,
+            br#"{"sub":1.5}"#,
+            br#"{"sub":["a"]}"#,
+            br#"[]"#,
+            b"<html>",
+            b"",
+        ] {
+            assert!(
+                parse(body, "sub").is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(r#"{{"sub":"{}"}}"#, "a".repeat(256));
+        assert!(parse(long.as_bytes(), "sub").is_err());
+    }
+}
