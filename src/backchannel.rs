@@ -16,6 +16,8 @@ pub(crate) enum BackchannelError {
     Connect,
     #[error("the provider's answer is too large")]
     TooLarge,
+    #[error("the provider failed with status {0}")]
+    ServerError(http::StatusCode),
     #[error("the request to the provider failed")]
     Other,
 }
@@ -68,6 +70,11 @@ impl Backchannel {
             .execute(request)
             .await
             .map_err(|e| BackchannelError::from_reqwest(&e))?;
+        // A 5xx is the provider failing, not an OAuth error response: say so, rather than
+        // let it be reported as an unparsable error body.
+        if response.status().is_server_error() {
+            return Err(BackchannelError::ServerError(response.status()));
+        }
         self.read(response).await
     }
 

@@ -316,6 +316,10 @@ fn token_error(
             tracing::warn!("the token endpoint's answer is too large");
             FlowError::Provider5xx("the provider's answer is too large")
         }
+        RequestTokenError::Request(BackchannelError::ServerError(status)) => {
+            tracing::warn!(%status, "the token endpoint failed");
+            FlowError::Provider5xx("the provider answered with a server error")
+        }
         RequestTokenError::Request(e) => {
             tracing::warn!(error = %e, "the token endpoint could not be reached");
             FlowError::Provider5xx("the provider could not be reached")
@@ -325,8 +329,8 @@ fn token_error(
             FlowError::Provider5xx("the provider's answer is not valid")
         }
         RequestTokenError::Other(_) => {
-            tracing::warn!("the token endpoint answered with an error");
-            FlowError::Provider5xx("the provider answered with an error")
+            tracing::warn!("the token endpoint's answer is not usable");
+            FlowError::Provider5xx("the provider's answer is not valid")
         }
     }
 }

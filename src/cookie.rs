@@ -154,8 +154,7 @@ fn to_cookie_duration(d: Duration) -> CookieDuration {
 fn to_header(cookie: &Cookie<'_>) -> HeaderValue {
     // Names are ours and values are base64 or ASCII ids, so the encoding always succeeds;
     // an empty value (that removes nothing) is the harmless fallback.
-    HeaderValue::from_str(&cookie.to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Every value of the cookie `name` in the request's `Cookie` headers.

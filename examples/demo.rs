@@ -1,0 +1,241 @@
+//! The demo app: `cargo run --example demo`.
+//!
+//! With no environment it starts the embedded development provider and signs you in with
+//! any user name. With `OAUTH_AUTH_URL` (and friends, see below) it uses a real provider.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `OAUTH_AUTH_URL` | authorization endpoint (its presence selects a real provider) |
+//! | `OAUTH_TOKEN_URL` | token endpoint |
+//! | `OAUTH_USERINFO_URL` | userinfo endpoint (who the user is) |
+//! | `OAUTH_SUBJECT_FIELD` | userinfo field naming the user, default `sub` (`id` for GitHub) |
+//! | `OAUTH_CLIENT_ID` | client id |
+//! | `OAUTH_CLIENT_SECRET` | client secret; absent = public client (PKCE only) |
+//! | `OAUTH_CLIENT_AUTH` | `basic` (default) or `post` |
+//! | `OAUTH_ISSUER` | issuer, to check the `iss` callback parameter (RFC 9207) |
+//! | `OAUTH_REDIRECT_URL` | default `http://127.0.0.1:3000/auth/callback` |
+//! | `OAUTH_SCOPES` | space-separated scopes |
+//! | `APP_ADDR` | where the app listens, default `127.0.0.1:3000` |
+//! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port) |
+//! | `COOKIE_KEY` | base64 of at least 64 random bytes; random at start-up when absent |
+
+use std::env;
+use std::net::SocketAddr;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use tower_oauth2_login::dev::{DevClient, DevProvider};
+use tower_oauth2_login::{AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
+use tracing_subscriber::EnvFilter;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_oauth2_login=debug")),
+        )
+        .init();
+
+    let app_addr: SocketAddr = env::var("APP_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        .parse()?;
+    let redirect_url = env::var("OAUTH_REDIRECT_URL")
+        .unwrap_or_else(|_| format!("http://{app_addr}/auth/callback"));
+
+    // Kept alive for as long as the app runs.
+    let mut dev_provider = None;
+    let builder = if env::var_os("OAUTH_AUTH_URL").is_some() {
+        real_provider(&redirect_url)?
+    } else {
+        let secret = random_secret();
+        let addr: SocketAddr = env::var("DEV_PROVIDER_ADDR")
+            .unwrap_or_else(|_| "127.0.0.1:0".into())
+            .parse()?;
+        let provider = DevProvider::builder()
+            .with_addr(addr)
+            .with_client(DevClient::confidential("demo", &secret, &redirect_url))
+            .start()
+            .await?;
+        let builder = LoginLayer::builder()
+            .with_client_id("demo")
+            .with_client_secret(secret)
+            .with_authorization_endpoint(provider.authorization_endpoint())
+            .with_token_endpoint(provider.token_endpoint())
+            .with_userinfo_endpoint(provider.userinfo_endpoint())
+            .with_issuer(provider.issuer())
+            .with_scopes(["openid", "profile"]);
+        dev_provider = Some(provider);
+        builder
+    };
+
+    let mut builder = builder
+        .with_redirect_url(&redirect_url)
+        .with_logout_path("/logout")
+        .with_post_logout_redirect("/logged-out")
+        .with_public_path("/")
+        .with_public_path("/healthz")
+        .with_public_path("/logged-out")
+        .with_public_path("/logout");
+    if let Ok(key) = env::var("COOKIE_KEY") {
+        builder =
+            builder.with_cookie_key(base64::engine::general_purpose::STANDARD.decode(key.trim())?);
+    }
+    let login = builder.build()?;
+
+    let app = Router::new()
+        .route("/", get(home))
+        .route("/protected", get(protected))
+        .route("/me", get(me))
+        .route("/logout", get(logout_page))
+        .route("/logged-out", get(logged_out))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(fallback)
+        .layer(login);
+
+    let listener = tokio::net::TcpListener::bind(app_addr).await?;
+    println!();
+    println!("  Demo app:  http://{app_addr}/");
+    match &dev_provider {
+        Some(p) => println!(
+            "  Provider:  the embedded development provider at {} — sign in with any user name",
+            p.base_url()
+        ),
+        None => println!(
+            "  Provider:  {}",
+            env::var("OAUTH_AUTH_URL").unwrap_or_default()
+        ),
+    }
+    println!("  Open http://{app_addr}/protected to sign in.");
+    println!();
+    axum::serve(listener, app).await?;
+    drop(dev_provider);
+    Ok(())
+}
+
+fn real_provider(_redirect_url: &str) -> Result<LoginLayerBuilder, Error> {
+    let need = |name: &str| env::var(name).map_err(|_| format!("{name} must be set"));
+    let mut builder = LoginLayer::builder()
+        .with_client_id(need("OAUTH_CLIENT_ID")?)
+        .with_authorization_endpoint(need("OAUTH_AUTH_URL")?)
+        .with_token_endpoint(need("OAUTH_TOKEN_URL")?)
+        .with_userinfo_endpoint(need("OAUTH_USERINFO_URL")?);
+    if let Ok(secret) = env::var("OAUTH_CLIENT_SECRET") {
+        builder = builder.with_client_secret(secret);
+        if env::var("OAUTH_CLIENT_AUTH").as_deref() == Ok("post") {
+            builder = builder.with_client_auth(ClientAuth::ClientSecretPost);
+        }
+    }
+    if let Ok(field) = env::var("OAUTH_SUBJECT_FIELD") {
+        builder = builder.with_subject_field(field);
+    }
+    if let Ok(issuer) = env::var("OAUTH_ISSUER") {
+        builder = builder.with_issuer(issuer);
+    }
+    if let Ok(scopes) = env::var("OAUTH_SCOPES") {
+        builder = builder.with_scopes(scopes.split_whitespace().map(str::to_string));
+    }
+    Ok(builder)
+}
+
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}</style>\
+         </head><body><h1>{title}</h1>{body}\
+         <p><a href=\"/\">Home</a> · <a href=\"/protected\">Protected</a> · <a href=\"/me\">/me</a> · <a href=\"/logout\">Sign out</a></p>\
+         </body></html>"
+    ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn display_name(user: &AuthUser) -> String {
+    user.claim::<String>("name")
+        .or_else(|| user.claim::<String>("login"))
+        .unwrap_or_else(|| user.subject().to_string())
+}
+
+async fn home(user: Option<AuthUser>) -> Html<String> {
+    match user {
+        Some(user) => page(
+            "Home",
+            &format!(
+                "<p id=\"who\">Signed in as <b>{}</b> (subject <code>{}</code>).</p>",
+                escape(&display_name(&user)),
+                escape(user.subject())
+            ),
+        ),
+        None => page(
+            "Home",
+            "<p id=\"who\">Not signed in. <a id=\"signin\" href=\"/auth/login?return_to=%2Fprotected\">Sign in</a></p>",
+        ),
+    }
+}
+
+async fn protected(user: AuthUser) -> Html<String> {
+    page(
+        "Protected",
+        &format!(
+            "<p id=\"welcome\">Welcome, <b>{}</b>.</p><p>Your subject is <code id=\"subject\">{}</code>.</p>",
+            escape(&display_name(&user)),
+            escape(user.subject())
+        ),
+    )
+}
+
+async fn me(user: AuthUser) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "subject": user.subject(),
+        "claims": user.claims(),
+        "scopes": user.scopes(),
+    }))
+}
+
+async fn logout_page(user: Option<AuthUser>) -> Html<String> {
+    match user {
+        Some(user) => page(
+            "Sign out",
+            &format!(
+                "<p>Signed in as {}.</p><form method=\"post\" action=\"/logout\"><button id=\"signout\" type=\"submit\">Sign out</button></form>",
+                escape(&display_name(&user))
+            ),
+        ),
+        None => page("Sign out", "<p>You are not signed in.</p>"),
+    }
+}
+
+async fn logged_out() -> Html<String> {
+    page("Signed out", "<p id=\"bye\">You are signed out.</p>")
+}
+
+async fn fallback(user: AuthUser, uri: axum::http::Uri) -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            "Not found",
+            &format!(
+                "<p>Nothing at <code>{}</code>, {}.</p>",
+                escape(uri.path()),
+                escape(&display_name(&user))
+            ),
+        ),
+    )
+}
