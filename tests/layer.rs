@@ -1,0 +1,434 @@
+//! The layer in its different settings: a plain hyper service, a sub-router protected with
+//! `require_login`, https cookies, a failing session store, and configuration errors.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use support::app::{self, Browser, Options};
+use tower::ServiceExt;
+use tower_oauth2_login::dev::{DevClient, DevProvider};
+use tower_oauth2_login::{
+    Access, AuthUser, ClientAuth, ConfigError, LoginLayer, MemoryStore, Session, SessionKey,
+    SessionStore, StoreError,
+};
+
+#[tokio::test]
+async fn works_on_a_plain_hyper_service() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let redirect = format!("http://{addr}/auth/callback");
+    let provider = DevProvider::builder()
+        .with_client(DevClient::public("hyper-app", &redirect))
+        .with_auto_login("bob")
+        .start()
+        .await
+        .unwrap();
+    let layer = LoginLayer::builder()
+        .with_client_id("hyper-app")
+        .with_authorization_endpoint(provider.authorization_endpoint())
+        .with_token_endpoint(provider.token_endpoint())
+        .with_userinfo_endpoint(provider.userinfo_endpoint())
+        .with_redirect_url(&redirect)
+        .build()
+        .unwrap();
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(
+            |req: Request<hyper::body::Incoming>| async move {
+                let who = req
+                    .extensions()
+                    .get::<AuthUser>()
+                    .map(|u| u.subject().to_string())
+                    .unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                    "hyper says hi to {who}"
+                )))))
+            },
+        ));
+    let server = tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+
+    let browser = Browser::new();
+    let hops = browser.follow(&format!("http://{addr}/anything?z=9")).await;
+    let last = hops.last().unwrap();
+    assert_eq!(last.status, StatusCode::OK, "{hops:#?}");
+    assert_eq!(last.body, "hyper says hi to bob");
+    assert_eq!(last.url, format!("http://{addr}/anything?z=9"));
+    server.abort();
+}
+
+#[tokio::test]
+async fn protects_a_nested_sub_router_with_require_login() {
+    let app = app::start_with(Options {
+        layer: Box::new(|b| b.with_default_access(Access::Public)),
+        app: Some(Box::new(|login: LoginLayer| {
+            let admin =
+                Router::new()
+                    .route(
+                        "/panel",
+                        get(|user: AuthUser| async move {
+                            Html(format!("panel for {}", user.subject()))
+                        }),
+                    )
+                    .layer(login.require_login());
+            Router::new()
+                .route(
+                    "/",
+                    get(|user: Option<AuthUser>| async move {
+                        format!(
+                            "open to all ({})",
+                            user.map(|u| u.subject().to_string()).unwrap_or_default()
+                        )
+                    }),
+                )
+                .route("/free", get(|| async { "no login needed" }))
+                .nest("/admin", admin)
+                .layer(login)
+        })),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    assert_eq!(browser.get(&app.url("/free")).await.body, "no login needed");
+    assert_eq!(browser.get(&app.url("/")).await.body, "open to all ()");
+    let api = browser.get_json(&app.url("/admin/panel")).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+
+    let hops = browser.follow(&app.url("/admin/panel?tab=keys")).await;
+    let last = hops.last().unwrap();
+    assert_eq!(last.status, StatusCode::OK, "{hops:#?}");
+    assert_eq!(
+        last.url,
+        app.url("/admin/panel?tab=keys"),
+        "back to the nested page's full path"
+    );
+    assert_eq!(last.body, "panel for alice");
+    assert_eq!(browser.get(&app.url("/")).await.body, "open to all (alice)");
+}
+
+#[tokio::test]
+async fn https_cookies_are_secure_and_prefixed() {
+    let redirect = "https://app.test/auth/callback";
+    let provider = DevProvider::builder()
+        .with_client(DevClient::confidential("c", "s", redirect))
+        .with_auto_login("carol")
+        .start()
+        .await
+        .unwrap();
+    let layer = LoginLayer::builder()
+        .with_client_id("c")
+        .with_client_secret("s")
+        .with_authorization_endpoint(provider.authorization_endpoint())
+        .with_token_endpoint(provider.token_endpoint())
+        .with_userinfo_endpoint(provider.userinfo_endpoint())
+        .with_redirect_url(redirect)
+        .build()
+        .unwrap();
+    let service = layer.layer_service();
+
+    // 1. The login starts with a __Secure- pending cookie.
+    let res = call(&service, "/protected", None).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let pending = set_cookies(&res);
+    assert_eq!(pending.len(), 1);
+    assert!(
+        pending[0].starts_with("__Secure-oauth2_pending_"),
+        "{pending:?}"
+    );
+    assert!(pending[0].contains("Secure") && pending[0].contains("Path=/auth/callback"));
+    let pending_pair = pending[0].split(';').next().unwrap().to_string();
+
+    // 2. The provider answers (no redirects followed: the app is not really at app.test).
+    let location = res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = http.get(&location).send().await.unwrap();
+    let callback = back.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let callback_path = callback
+        .strip_prefix("https://app.test")
+        .unwrap()
+        .to_string();
+
+    // 3. The callback sets a __Host- session cookie.
+    let res = call(&service, &callback_path, Some(&pending_pair)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-oauth2_session="))
+        .expect("a __Host- session cookie");
+    for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(flag), "{flag} in {session}");
+    }
+    assert!(!session.contains("Domain"));
+    let session_pair = session.split(';').next().unwrap().to_string();
+
+    // 4. And it works.
+    let res = call(&service, "/protected", Some(&session_pair)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "hello carol");
+    // The plain name is not accepted over https.
+    let plain = session_pair.replacen("__Host-", "", 1);
+    assert_eq!(
+        call(&service, "/protected", Some(&plain)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+type TestService =
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
+
+trait LayerService {
+    fn layer_service(&self) -> TestService;
+}
+
+impl LayerService for LoginLayer {
+    fn layer_service(&self) -> TestService {
+        let svc = tower::ServiceBuilder::new()
+            .layer(self.clone())
+            .service(tower::service_fn(|req: Request<Full<Bytes>>| async move {
+                let who = req
+                    .extensions()
+                    .get::<AuthUser>()
+                    .map(|u| u.subject().to_string());
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                    "hello {}",
+                    who.unwrap_or_default()
+                )))))
+            }));
+        tower::util::BoxCloneSyncService::new(svc)
+    }
+}
+
+async fn call(service: &TestService, path: &str, cookie: Option<&str>) -> Response<Full<Bytes>> {
+    let mut req = Request::get(path).header(header::ACCEPT, "text/html");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    service
+        .clone()
+        .oneshot(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap()
+}
+
+fn set_cookies<B>(res: &Response<B>) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+async fn body(res: Response<Full<Bytes>>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// A store that can be switched off, to see the layer fail closed.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl SessionStore for FlakyStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("down"));
+        }
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("down"));
+        }
+        self.inner.save(key, session).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("down"));
+        }
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_closed() {
+    let store = FlakyStore::default();
+    let down = Arc::clone(&store.down);
+    let app = app::start_with(Options {
+        layer: Box::new(move |b| b.with_store(store)),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    assert_eq!(
+        browser.get(&app.url("/protected")).await.status,
+        StatusCode::OK
+    );
+
+    down.store(true, Ordering::SeqCst);
+    // Protected and public pages alike: never served as anonymous, never a login loop.
+    for path in ["/protected", "/"] {
+        let res = browser.get(&app.url(path)).await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(res.header("retry-after"), Some("5"));
+        assert!(res.location().is_none());
+        assert!(res.set_cookies().is_empty(), "the session cookie is kept");
+    }
+    let api = browser.get_json(&app.url("/me")).await;
+    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&api.body).unwrap()["error"],
+        "session_store_unavailable"
+    );
+    // A login that cannot store its session says so.
+    let other = Browser::new();
+    let res = app.login(&other, "/protected").await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.body.contains("Sessions are unavailable"));
+
+    // When the store is back, the session is still there.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        browser.get(&app.url("/protected")).await.status,
+        StatusCode::OK
+    );
+}
+
+fn valid() -> tower_oauth2_login::LoginLayerBuilder {
+    LoginLayer::builder()
+        .with_client_id("c")
+        .with_authorization_endpoint("https://idp.example/authorize")
+        .with_token_endpoint("https://idp.example/token")
+        .with_userinfo_endpoint("https://idp.example/userinfo")
+        .with_redirect_url("https://app.example/auth/callback")
+}
+
+#[test]
+fn configuration_errors_are_reported_at_build_time() {
+    assert!(valid().build().is_ok());
+    let cases: Vec<(&str, tower_oauth2_login::LoginLayerBuilder)> = vec![
+        (
+            "no client id",
+            LoginLayer::builder()
+                .with_authorization_endpoint("https://idp.example/a")
+                .with_token_endpoint("https://idp.example/t")
+                .with_userinfo_endpoint("https://idp.example/u")
+                .with_redirect_url("https://app.example/cb"),
+        ),
+        (
+            "plain http endpoint",
+            valid().with_token_endpoint("http://idp.example/token"),
+        ),
+        (
+            "relative redirect",
+            valid().with_redirect_url("/auth/callback"),
+        ),
+        (
+            "redirect with fragment",
+            valid().with_redirect_url("https://app.example/cb#x"),
+        ),
+        (
+            "credentials in URL",
+            valid().with_authorization_endpoint("https://u:p@idp.example/a"),
+        ),
+        (
+            "other scheme",
+            valid().with_token_endpoint("ftp://idp.example/t"),
+        ),
+        ("short cookie key", valid().with_cookie_key([1u8; 32])),
+        (
+            "post without secret",
+            valid().with_client_auth(ClientAuth::ClientSecretPost),
+        ),
+        (
+            "basic without secret",
+            valid().with_client_auth(ClientAuth::ClientSecretBasic),
+        ),
+        (
+            "logout on callback",
+            valid().with_logout_path("/auth/callback"),
+        ),
+        (
+            "login equals logout",
+            valid().with_login_path("/x").with_logout_path("/x"),
+        ),
+        ("relative logout path", valid().with_logout_path("logout")),
+        (
+            "reserved parameter",
+            valid().with_authorization_param("state", "fixed"),
+        ),
+        (
+            "unsafe post-logout page",
+            valid().with_post_logout_redirect("https://evil.example"),
+        ),
+        (
+            "iss required without issuer",
+            valid().with_iss_parameter_required(true),
+        ),
+        (
+            "zero idle timeout",
+            valid().with_idle_timeout(std::time::Duration::ZERO),
+        ),
+        (
+            "short login timeout",
+            valid().with_login_timeout(std::time::Duration::from_secs(1)),
+        ),
+    ];
+    for (what, builder) in cases {
+        let err: ConfigError = builder.build().expect_err(what);
+        assert!(!err.to_string().is_empty(), "{what}");
+    }
+    // Loopback may use plain http, for development.
+    assert!(valid()
+        .with_token_endpoint("http://127.0.0.1:9/token")
+        .with_redirect_url("http://localhost:3000/cb")
+        .build()
+        .is_ok());
+}
+
+#[test]
+fn paths_default_beside_the_callback() {
+    let layer = valid().build().unwrap();
+    assert_eq!(layer.callback_path(), "/auth/callback");
+    assert_eq!(layer.login_path(), "/auth/login");
+    assert_eq!(layer.logout_path(), "/auth/logout");
+}
+
+#[test]
+fn debug_output_shows_no_secret() {
+    let builder = valid().with_client_secret("super-secret-value");
+    assert!(!format!("{builder:?}").contains("super-secret-value"));
+    let layer = builder.with_cookie_key([9u8; 64]).build().unwrap();
+    assert!(!format!("{layer:?}").contains("super-secret-value"));
+}
