@@ -36,6 +36,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_oauth2_login=debug")),
@@ -99,6 +100,7 @@ async fn main() -> Result<(), Error> {
         .layer(login);
 
     let listener = tokio::net::TcpListener::bind(app_addr).await?;
+    let app_addr = listener.local_addr()?;
     println!();
     println!("  Demo app:  http://{app_addr}/");
     match &dev_provider {

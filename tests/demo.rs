@@ -1,0 +1,149 @@
+//! The README's first command: the demo starts with no environment, on the embedded
+//! provider, and a person can sign in through the provider's form and see their name.
+//!
+//! Runs the example binary that `cargo test` builds beside the tests.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use support::app::Browser;
+
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo_binary() -> std::path::PathBuf {
+    // target/<profile>/deps/demo-<hash> → target/<profile>/examples/demo
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join("demo");
+    assert!(
+        path.exists(),
+        "{} is missing: plain `cargo test` builds it (`cargo test --test demo` alone does not)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn demo_signs_a_person_in_through_the_form() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(demo_binary())
+        .env_clear()
+        .env("APP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let demo = Demo(child);
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let banner: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| !l.contains("to sign in"))
+        .collect();
+    let banner = banner.join("\n");
+    // Keep reading so the demo never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        banner.contains(&format!("Demo app:  http://127.0.0.1:{port}/")),
+        "{banner}"
+    );
+    assert!(banner.contains("sign in with any user name"), "{banner}");
+    let base = format!("http://127.0.0.1:{port}");
+
+    let browser = Browser::new();
+    assert!(browser
+        .get(&format!("{base}/"))
+        .await
+        .body
+        .contains("Not signed in"));
+    assert_eq!(browser.get(&format!("{base}/healthz")).await.body, "ok");
+    assert_eq!(
+        browser.get_json(&format!("{base}/me")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The protected page sends the browser to the provider's sign-in form.
+    let start = browser.get(&format!("{base}/protected")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER);
+    let authorize = start.location().unwrap().to_string();
+    let form = browser.get(&authorize).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("sign in as any user"), "{}", form.body);
+    let pending = form
+        .body
+        .split("name=\"pending\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let form_action = url::Url::parse(&authorize)
+        .unwrap()
+        .join("/authorize")
+        .unwrap();
+    let posted = browser
+        .http
+        .post(form_action)
+        .form(&[
+            ("pending", pending.as_str()),
+            ("username", "maria"),
+            ("action", "login"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_redirection());
+    let callback = posted.headers()["location"].to_str().unwrap().to_string();
+
+    let hops = browser.follow(&callback).await;
+    let page = hops.last().unwrap();
+    assert_eq!(page.url, format!("{base}/protected"));
+    assert!(page.body.contains("Welcome, <b>Maria</b>"), "{}", page.body);
+    assert!(page.body.contains("<code id=\"subject\">maria</code>"));
+
+    let me = browser.get_json(&format!("{base}/me")).await;
+    let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(me["subject"], "maria");
+
+    // Sign out through the demo's own button.
+    let out = browser
+        .request(
+            reqwest::Method::POST,
+            &format!("{base}/logout"),
+            &[("origin", base.as_str())],
+        )
+        .await;
+    assert_eq!(out.location(), Some("/logged-out"));
+    assert!(browser
+        .get(&format!("{base}/"))
+        .await
+        .body
+        .contains("Not signed in"));
+
+    drop(demo);
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("login completed"), "logs: {logs:?}");
+    assert!(!logs.contains(&pending), "no secret in the logs");
+    assert!(!logs.contains(&callback), "the code is not logged");
+}
