@@ -432,3 +432,42 @@ fn debug_output_shows_no_secret() {
     let layer = builder.with_cookie_key([9u8; 64]).build().unwrap();
     assert!(!format!("{layer:?}").contains("super-secret-value"));
 }
+
+#[tokio::test]
+async fn the_back_channel_follows_no_redirect() {
+    // A token endpoint that answers with a redirect to another server: following it would
+    // send the code, the verifier and the client secret there.
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let capture_hits = Arc::clone(&hits);
+    let capture = Router::new().fallback(move || {
+        let hits = Arc::clone(&capture_hits);
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            axum::Json(serde_json::json!({"access_token": "x", "token_type": "bearer"}))
+        }
+    });
+    let capture_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let capture_url = format!("http://{}/steal", capture_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(capture_listener, capture).await.unwrap() });
+
+    let redirector = Router::new().fallback(move || {
+        let to = capture_url.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]) }
+    });
+    let redirector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", redirector_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(redirector_listener, redirector).await.unwrap() });
+
+    let app = app::start_with(Options {
+        layer: Box::new(move |b| b.with_token_endpoint(token_url)),
+        ..Default::default()
+    })
+    .await;
+    let res = app.login(&Browser::new(), "/protected").await;
+    assert_eq!(res.status, StatusCode::BAD_GATEWAY, "{res:#?}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
+    );
+}

@@ -808,3 +808,130 @@ async fn absolute_lifetime_ends_sessions_however_busy() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Opens the sealed pending cookie of `browser` for `callback` with the test key, lets `edit`
+/// change its JSON, and seals it again: what an attacker without the key cannot do.
+fn reseal_pending(
+    browser: &Browser,
+    callback: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    use tower_cookies::cookie::{Cookie, CookieJar};
+    let key = tower_cookies::Key::from(&[7u8; 64]);
+    let pair = browser.cookies_for(callback);
+    let (name, value) = pair.split_once('=').unwrap();
+    let jar = CookieJar::new();
+    let opened = jar
+        .private(&key)
+        .decrypt(Cookie::new(name.to_string(), value.to_string()))
+        .expect("the test key opens the cookie");
+    let mut json: serde_json::Value = serde_json::from_str(opened.value()).unwrap();
+    edit(&mut json);
+    let mut jar = CookieJar::new();
+    jar.private_mut(&key)
+        .add(Cookie::new(name.to_string(), json.to_string()));
+    format!("{name}={}", jar.get(name).unwrap().value())
+}
+
+#[tokio::test]
+async fn an_expired_pending_login_is_refused() {
+    let app = app::start().await;
+    let browser = Browser::new();
+    let auth = app.start_login(&browser, "/protected").await;
+    let callback = app.authorize(&browser, &auth).await;
+
+    let old = reseal_pending(&browser, &callback, |j| {
+        j["t"] = serde_json::json!(j["t"].as_u64().unwrap() - 601);
+    });
+    let res = Browser::new()
+        .request(
+            Method::GET,
+            &callback,
+            &[("cookie", &old), ("accept", app::HTML)],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.body.contains("took too long"), "{}", res.body);
+    assert_eq!(app.provider.token_requests(), 0);
+
+    // The same cookie, resealed but not aged, works: the refusal was the age.
+    let fresh = reseal_pending(&browser, &callback, |_| {});
+    let res = Browser::new()
+        .request(
+            Method::GET,
+            &callback,
+            &[("cookie", &fresh), ("accept", app::HTML)],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_pending_cookie_with_another_return_path_needs_the_key() {
+    let app = app::start().await;
+    let browser = Browser::new();
+    let auth = app.start_login(&browser, "/protected").await;
+    let callback = app.authorize(&browser, &auth).await;
+    let pair = browser.cookies_for(&callback);
+    let (name, value) = pair.split_once('=').unwrap();
+    // Flip one character of the sealed value: the seal breaks.
+    let mut bytes = value.as_bytes().to_vec();
+    bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let res = Browser::new()
+        .request(
+            Method::GET,
+            &callback,
+            &[("cookie", &tampered), ("accept", app::HTML)],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.provider.token_requests(), 0);
+}
+
+#[tokio::test]
+async fn old_pending_logins_are_dropped_past_the_cap() {
+    let app = app::start().await;
+    let browser = Browser::new();
+    let mut callbacks = Vec::new();
+    for i in 0..7 {
+        let auth = app
+            .start_login(&browser, &format!("/protected?n={i}"))
+            .await;
+        callbacks.push(app.authorize(&browser, &auth).await);
+        // Pending logins are ordered by their start second.
+        if i < 6 {
+            tokio::time::sleep(std::time::Duration::from_millis(1001)).await;
+        }
+    }
+    let cookie_header = browser.cookies_for(&app.redirect_url);
+    assert_eq!(cookie_header.matches("oauth2_pending_").count(), 7);
+    let done = browser.get(callbacks.last().unwrap()).await;
+    assert_eq!(done.location(), Some("/protected?n=6"));
+    let cleared = done
+        .set_cookies()
+        .into_iter()
+        .filter(|c| c.starts_with("oauth2_pending_") && c.contains("Max-Age=0"))
+        .count();
+    assert_eq!(
+        cleared, 2,
+        "the answered one, and the oldest of the six left past the cap of 5"
+    );
+    assert_eq!(
+        browser
+            .cookies_for(&app.redirect_url)
+            .matches("oauth2_pending_")
+            .count(),
+        5
+    );
+    // The newest of the others still completes.
+    assert_eq!(
+        browser.get(&callbacks[5]).await.location(),
+        Some("/protected?n=5")
+    );
+    // The oldest was dropped.
+    assert_eq!(
+        browser.get(&callbacks[0]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
