@@ -192,6 +192,7 @@ async fn complete(
         access_expires_at: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
         refresh_token: token.refresh_token().map(|t| t.secret().clone()),
         id_token: None,
+        sid: None,
         created_at: now,
         expires_at: now
             .saturating_add(inner.idle_timeout.as_secs())

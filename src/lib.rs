@@ -86,4 +86,4 @@ pub use error::{ConfigError, StoreError};
 pub use extract::{AccessToken, AuthUser, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};
-pub use session::{MemoryStore, Session, SessionKey, SessionStore};
+pub use session::{MemoryStore, Session, SessionKey, SessionMatch, SessionStore};

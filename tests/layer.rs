@@ -278,6 +278,15 @@ impl SessionStore for FlakyStore {
         }
         self.inner.delete(key).await
     }
+    async fn delete_matching(
+        &self,
+        target: &tower_oauth2_login::SessionMatch<'_>,
+    ) -> Result<usize, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::new("down"));
+        }
+        self.inner.delete_matching(target).await
+    }
 }
 
 #[tokio::test]

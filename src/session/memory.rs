@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use super::{now_secs, Session, SessionKey, SessionStore};
+use super::{now_secs, Session, SessionKey, SessionMatch, SessionStore};
 use crate::error::StoreError;
 
 /// How often, at most, a save sweeps out expired sessions.
@@ -90,6 +90,18 @@ impl SessionStore for MemoryStore {
         self.inner.sessions.remove(key);
         Ok(())
     }
+
+    /// A scan of all sessions: back-channel logouts are rare, and an index would cost
+    /// memory and work on every save.
+    async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        self.inner.sessions.retain(|_, s| {
+            let hit = s.matches(target);
+            deleted += usize::from(hit);
+            !hit
+        });
+        Ok(deleted)
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +121,7 @@ mod tests {
             created_at: now_secs(),
             expires_at,
             absolute_expires_at: expires_at,
+            sid: None,
         })
     }
 
@@ -122,6 +135,56 @@ mod tests {
         store.delete(&key).await.unwrap();
         assert!(store.load(&key).await.unwrap().is_none());
         store.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn delete_matching_by_sid_and_subject() {
+        let store = MemoryStore::new();
+        let with = |subject: &str, sid: Option<&str>| {
+            let mut s = (*session(now_secs() + 60)).clone();
+            s.subject = subject.into();
+            s.sid = sid.map(Into::into);
+            Arc::new(s)
+        };
+        let a1 = SessionId::generate().key();
+        let a2 = SessionId::generate().key();
+        let b = SessionId::generate().key();
+        store.save(&a1, with("alice", Some("s1"))).await.unwrap();
+        store.save(&a2, with("alice", Some("s2"))).await.unwrap();
+        store.save(&b, with("bob", Some("s1"))).await.unwrap();
+        let by = |subject, sid| SessionMatch { subject, sid };
+        assert_eq!(store.delete_matching(&by(None, None)).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .delete_matching(&by(Some("alice"), Some("s9")))
+                .await
+                .unwrap(),
+            0
+        );
+        // sid and sub together: only alice's s1.
+        assert_eq!(
+            store
+                .delete_matching(&by(Some("alice"), Some("s1")))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.load(&b).await.unwrap().is_some());
+        // sub alone: all of alice's.
+        assert_eq!(
+            store
+                .delete_matching(&by(Some("alice"), None))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.load(&a2).await.unwrap().is_none());
+        // sid alone.
+        assert_eq!(
+            store.delete_matching(&by(None, Some("s1"))).await.unwrap(),
+            1
+        );
+        assert!(store.is_empty());
     }
 
     #[tokio::test]

@@ -112,6 +112,9 @@ pub struct Session {
     pub(crate) access_expires_at: Option<u64>,
     pub(crate) refresh_token: Option<String>,
     pub(crate) id_token: Option<String>,
+    /// The provider's session id (`sid` claim, OpenID Connect), for back-channel logout.
+    #[serde(default)]
+    pub(crate) sid: Option<String>,
     pub(crate) created_at: u64,
     /// When the session ends unless it is used: min(idle deadline, absolute deadline).
     pub(crate) expires_at: u64,
@@ -149,6 +152,22 @@ impl Session {
     /// When the user signed in, in seconds since the Unix epoch.
     pub fn created_at(&self) -> u64 {
         self.created_at
+    }
+
+    /// The provider's session id (the ID token's `sid` claim), when it sent one.
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    /// Whether a back-channel logout for `target` names this session.
+    pub fn matches(&self, target: &SessionMatch<'_>) -> bool {
+        match (target.subject, target.sid) {
+            (None, None) => false,
+            (subject, Some(sid)) => {
+                self.sid.as_deref() == Some(sid) && subject.is_none_or(|s| s == self.subject)
+            }
+            (Some(subject), None) => self.subject == subject,
+        }
     }
 
     /// When the access token expires, if the provider said.
@@ -192,6 +211,21 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes the session under `key`; deleting a missing session is not an error.
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError>;
+
+    /// Deletes every session that [`Session::matches`] `target` (an OpenID Connect
+    /// back-channel logout) and returns how many were deleted.
+    async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError>;
+}
+
+/// Which sessions a back-channel logout ends: those with the provider session `sid` (of
+/// `subject` too, when both are given), or else every session of `subject`. With neither,
+/// none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionMatch<'a> {
+    /// The user (`sub` claim).
+    pub subject: Option<&'a str>,
+    /// The provider's session id (`sid` claim).
+    pub sid: Option<&'a str>,
 }
 
 #[async_trait]
@@ -204,6 +238,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         (**self).delete(key).await
+    }
+    async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
+        (**self).delete_matching(target).await
     }
 }
 
