@@ -28,6 +28,9 @@ pub(crate) struct PendingLogin {
     /// When the login started, in seconds since the Unix epoch.
     #[serde(rename = "t")]
     pub(crate) created_at: u64,
+    /// The OpenID Connect nonce the ID token must carry.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) nonce: Option<String>,
 }
 
 /// Starts a login that returns to `return_to` (validated here; anything unsafe becomes
@@ -48,6 +51,15 @@ pub(crate) fn start(inner: &Inner, return_to: &str) -> Response<Bytes> {
     for (name, value) in &inner.extra_auth_params {
         request = request.add_extra_param(name.as_str(), value.as_str());
     }
+    // OpenID Connect: a fresh nonce binds the ID token to this login (and this browser,
+    // through the sealed cookie).
+    let nonce = inner
+        .oidc
+        .as_ref()
+        .map(|_| CsrfToken::new_random_len(32).secret().clone());
+    if let Some(nonce) = &nonce {
+        request = request.add_extra_param("nonce", nonce.clone());
+    }
     let (url, _) = request.url();
 
     let pending = PendingLogin {
@@ -55,6 +67,7 @@ pub(crate) fn start(inner: &Inner, return_to: &str) -> Response<Bytes> {
         verifier: verifier.secret().clone(),
         return_to: return_to.to_string(),
         created_at: now_secs(),
+        nonce,
     };
     // Serializing a struct of strings and a number cannot fail.
     let sealed_value = serde_json::to_string(&pending).unwrap_or_default();

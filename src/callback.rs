@@ -173,10 +173,17 @@ async fn complete(
         ));
     }
 
-    // 5. Who the user is.
-    let identity = userinfo::fetch(inner, &access_token)
-        .await
-        .map_err(|e| (e, return_to.clone()))?;
+    // 5. Who the user is: the verified ID token (OpenID Connect), with userinfo claims
+    // added; or the userinfo endpoint alone (plain OAuth 2.0).
+    let id_token = token.extra_fields().id_token.clone();
+    let identity = match &inner.oidc {
+        Some(oidc) => identify_oidc(inner, oidc, id_token.as_deref(), &pending, &access_token)
+            .await
+            .map_err(|e| (e, return_to.clone()))?,
+        None => userinfo::fetch(inner, &access_token)
+            .await
+            .map_err(|e| (e, return_to.clone()))?,
+    };
 
     // 6. A new session under a fresh id (never one the browser brought: no fixation).
     let now = now_secs();
@@ -191,8 +198,8 @@ async fn complete(
         access_token,
         access_expires_at: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
         refresh_token: token.refresh_token().map(|t| t.secret().clone()),
-        id_token: None,
-        sid: None,
+        id_token: inner.oidc.as_ref().and(id_token),
+        sid: identity.sid,
         created_at: now,
         expires_at: now
             .saturating_add(inner.idle_timeout.as_secs())
@@ -220,6 +227,64 @@ async fn complete(
         inner.cookies.session_cookie(id.as_str()),
     );
     Ok(res)
+}
+
+/// Claims of the ID token that userinfo must not overwrite: they are the verified facts.
+const PROTECTED_CLAIMS: [&str; 11] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "azp",
+    "auth_time",
+    "sid",
+    "at_hash",
+];
+
+/// OpenID Connect: verifies the ID token (before anything else is used), then adds the
+/// userinfo claims when there is a userinfo endpoint, whose `sub` must be the ID token's
+/// (OIDC Core 5.3.2: otherwise the answer may be about someone else).
+async fn identify_oidc(
+    inner: &Inner,
+    oidc: &crate::oidc::Oidc,
+    id_token: Option<&str>,
+    pending: &PendingLogin,
+    access_token: &str,
+) -> Result<userinfo::Identity, FlowError> {
+    let raw = id_token.ok_or(FlowError::IdToken("the provider sent no ID token"))?;
+    let nonce = pending.nonce.as_deref().ok_or(FlowError::IdToken(
+        "the sign-in was started without a nonce",
+    ))?;
+    let verified = oidc
+        .verify_id_token(
+            &inner.backchannel,
+            raw,
+            crate::oidc::NonceCheck::Equal(nonce),
+        )
+        .await?;
+    let mut claims = verified.claims;
+    if inner.userinfo_url.is_some() {
+        let info = userinfo::fetch(inner, access_token).await?;
+        if info.claims.get("sub").and_then(serde_json::Value::as_str) != Some(&verified.subject) {
+            tracing::warn!("userinfo refused: its sub is not the ID token's");
+            return Err(FlowError::Identity(
+                "the provider's user information is about another user",
+            ));
+        }
+        for (name, value) in info.claims {
+            if !PROTECTED_CLAIMS.contains(&name.as_str()) {
+                claims.insert(name, value);
+            }
+        }
+    }
+    Ok(userinfo::Identity {
+        subject: verified.subject,
+        claims,
+        sid: verified.sid,
+    })
 }
 
 /// How many logins may be pending in one browser at once (tabs); older ones are dropped

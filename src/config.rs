@@ -4,22 +4,54 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
-use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl, TokenUrl,
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
 };
+use oauth2::{
+    AuthType, AuthUrl, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    RedirectUrl, RevocationUrl, StandardRevocableToken, StandardTokenResponse, TokenUrl,
+};
+use openidconnect::core::{CoreClientAuthMethod, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::{IssuerUrl, JsonWebKeySetUrl};
+use serde::{Deserialize, Serialize};
 use tower_cookies::Key;
 use url::Url;
 
 use crate::backchannel::Backchannel;
 use crate::cookie::CookieConfig;
 use crate::error::ConfigError;
+use crate::oidc::{self, Oidc};
 use crate::session::{MemoryStore, SessionStore};
 use crate::LoginLayer;
 
-/// The `oauth2` client as the layer uses it: authorization and token endpoints set.
-pub(crate) type OAuthClient =
-    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// The `id_token` of a token response (OpenID Connect Core 3.1.3.3), kept as a string and
+/// verified by [`Oidc`]; plain OAuth 2.0 providers leave it out.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub(crate) struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdTokenField {}
+
+/// A token response, with the ID token when there is one.
+pub(crate) type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// The `oauth2` client as the layer uses it: authorization and token endpoints set, the
+/// revocation endpoint when known.
+pub(crate) type OAuthClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointSet,
+>;
 
 /// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
 ///
@@ -87,10 +119,16 @@ pub(crate) struct Inner {
     pub(crate) require_iss: bool,
     pub(crate) userinfo_url: Option<Url>,
     pub(crate) subject_field: String,
+    pub(crate) oidc: Option<Oidc>,
     pub(crate) callback_path: String,
     pub(crate) login_path: String,
     pub(crate) logout_path: String,
+    pub(crate) logout_callback_path: String,
+    pub(crate) backchannel_logout_path: Option<String>,
     pub(crate) post_logout_redirect: String,
+    /// The absolute URL of the logout callback path, for `post_logout_redirect_uri`.
+    pub(crate) post_logout_redirect_uri: String,
+    pub(crate) id_token_hint: bool,
     /// `scheme://host[:port]` of the app, from the redirect URL, for the logout origin check.
     pub(crate) app_origin: String,
     pub(crate) access: Access,
@@ -137,11 +175,21 @@ pub struct LoginLayerBuilder {
     redirect_url: Option<String>,
     issuer: Option<String>,
     require_iss: bool,
+    jwks_uri: Option<String>,
+    initial_jwks: Option<CoreJsonWebKeySet>,
+    end_session_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+    supported_auth_methods: Option<Vec<CoreClientAuthMethod>>,
+    id_token_algs: Vec<String>,
+    leeway: Duration,
+    id_token_hint: bool,
     scopes: Vec<String>,
     extra_auth_params: Vec<(String, String)>,
     cookie_key: Option<Vec<u8>>,
     login_path: Option<String>,
     logout_path: Option<String>,
+    logout_callback_path: Option<String>,
+    backchannel_logout_path: Option<String>,
     post_logout_redirect: String,
     access: Access,
     public: PublicRoutes,
@@ -182,11 +230,21 @@ impl Default for LoginLayerBuilder {
             redirect_url: None,
             issuer: None,
             require_iss: false,
+            jwks_uri: None,
+            initial_jwks: None,
+            end_session_endpoint: None,
+            revocation_endpoint: None,
+            supported_auth_methods: None,
+            id_token_algs: vec!["RS256".to_string()],
+            leeway: Duration::from_secs(60),
+            id_token_hint: true,
             scopes: Vec::new(),
             extra_auth_params: Vec::new(),
             cookie_key: None,
             login_path: None,
             logout_path: None,
+            logout_callback_path: None,
+            backchannel_logout_path: None,
             post_logout_redirect: "/".to_string(),
             access: Access::LoginRequired,
             public: PublicRoutes::default(),
@@ -269,6 +327,115 @@ impl LoginLayerBuilder {
     /// `authorization_response_iss_parameter_supported`). Needs an issuer.
     pub fn with_iss_parameter_required(mut self, required: bool) -> Self {
         self.require_iss = required;
+        self
+    }
+
+    /// Makes the layer an OpenID Connect relying party of `issuer`, from its discovery
+    /// document (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the same
+    /// string): the endpoints, the signing keys, the end-session and revocation endpoints,
+    /// whether the `iss` callback parameter is required, and the client authentication
+    /// methods it supports. Settings made after this call override what was discovered.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), tower_oauth2_login::ConfigError> {
+    /// let layer = tower_oauth2_login::LoginLayer::builder()
+    ///     .with_client_id("my-app")
+    ///     .with_redirect_url("https://app.example/auth/callback")
+    ///     .discover("https://accounts.example")
+    ///     .await?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        endpoint(Some(issuer.clone()), "issuer")?;
+        let http = Backchannel::new(self.connect_timeout, self.timeout, self.max_response_bytes)?;
+        let metadata = oidc::discover(&http, &issuer)
+            .await
+            .map_err(ConfigError::Discovery)?;
+        if !metadata
+            .response_types_supported()
+            .iter()
+            .any(|types| types.iter().map(|t| t.as_ref()).eq(["code"]))
+        {
+            return Err(ConfigError::Discovery(
+                "the provider does not support response_type=code".into(),
+            ));
+        }
+        self.issuer = Some(issuer);
+        self.authorization_endpoint = Some(metadata.authorization_endpoint().to_string());
+        self.token_endpoint = metadata.token_endpoint().map(|u| u.to_string());
+        self.userinfo_endpoint = metadata.userinfo_endpoint().map(|u| u.to_string());
+        self.jwks_uri = Some(metadata.jwks_uri().to_string());
+        self.initial_jwks = Some(metadata.jwks().clone());
+        let extra = metadata.additional_metadata();
+        self.end_session_endpoint = extra.end_session_endpoint.clone();
+        self.revocation_endpoint = extra.revocation_endpoint.clone();
+        self.require_iss = extra
+            .authorization_response_iss_parameter_supported
+            .unwrap_or(false);
+        self.supported_auth_methods = metadata.token_endpoint_auth_methods_supported().cloned();
+        Ok(self)
+    }
+
+    /// Makes the layer an OpenID Connect relying party without discovery: ID tokens are
+    /// verified with the keys at `url`. Needs [`with_issuer`](Self::with_issuer).
+    pub fn with_jwks_uri(mut self, url: impl Into<String>) -> Self {
+        self.jwks_uri = Some(url.into());
+        self
+    }
+
+    /// The provider's end-session endpoint (OpenID Connect RP-Initiated Logout): logging
+    /// out sends the browser there.
+    pub fn with_end_session_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.end_session_endpoint = Some(url.into());
+        self
+    }
+
+    /// The provider's revocation endpoint (RFC 7009): logging out revokes the refresh token.
+    pub fn with_revocation_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_endpoint = Some(url.into());
+        self
+    }
+
+    /// The algorithms ID tokens may be signed with (`RS256` by default). `none` and the
+    /// MAC algorithms (`HS256`, ...) are refused at build time.
+    pub fn with_id_token_signing_algs<I, S>(mut self, algs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.id_token_algs = algs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How far the provider's clock may be off when `exp` and `iat` are checked. Default
+    /// 60 seconds; at most 5 minutes.
+    pub fn with_clock_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Whether RP-initiated logout sends the ID token as `id_token_hint` (the default;
+    /// the browser carries it to the provider), or only `client_id`.
+    pub fn with_id_token_hint(mut self, send: bool) -> Self {
+        self.id_token_hint = send;
+        self
+    }
+
+    /// The path the provider sends the browser back to after RP-initiated logout
+    /// (register `<origin><path>` as a post-logout redirect URI). Defaults to
+    /// `logout-callback` beside the callback path.
+    pub fn with_logout_callback_path(mut self, path: impl Into<String>) -> Self {
+        self.logout_callback_path = Some(path.into());
+        self
+    }
+
+    /// The path the provider POSTs back-channel logout tokens to (register
+    /// `<origin><path>` as the client's `backchannel_logout_uri`). Defaults to
+    /// `backchannel-logout` beside the callback path; answered only for OpenID Connect.
+    pub fn with_backchannel_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.backchannel_logout_path = Some(path.into());
         self
     }
 
@@ -419,7 +586,13 @@ impl LoginLayerBuilder {
             .ok_or(ConfigError::Missing("client id"))?;
         let auth_url = endpoint(self.authorization_endpoint, "authorization endpoint")?;
         let token_url = endpoint(self.token_endpoint, "token endpoint")?;
-        let userinfo_url = Some(endpoint(self.userinfo_endpoint, "userinfo endpoint")?);
+        let openid = self.jwks_uri.is_some();
+        let userinfo_url = match self.userinfo_endpoint {
+            Some(url) => Some(endpoint(Some(url), "userinfo endpoint")?),
+            // Without OpenID Connect the userinfo endpoint is the only way to know the user.
+            None if !openid => return Err(ConfigError::Missing("userinfo endpoint")),
+            None => None,
+        };
         let redirect = endpoint(self.redirect_url, "redirect URL")?;
         if redirect.fragment().is_some() {
             return Err(ConfigError::InvalidUrl {
@@ -438,21 +611,29 @@ impl LoginLayerBuilder {
         let logout_path = self
             .logout_path
             .unwrap_or_else(|| format!("{parent}/logout"));
-        for (field, path) in [("login path", &login_path), ("logout path", &logout_path)] {
+        let logout_callback_path = self
+            .logout_callback_path
+            .unwrap_or_else(|| format!("{parent}/logout-callback"));
+        let backchannel_logout_path = self
+            .backchannel_logout_path
+            .unwrap_or_else(|| format!("{parent}/backchannel-logout"));
+        let paths = [
+            ("callback path", &callback_path),
+            ("login path", &login_path),
+            ("logout path", &logout_path),
+            ("logout callback path", &logout_callback_path),
+            ("back-channel logout path", &backchannel_logout_path),
+        ];
+        for (i, (field, path)) in paths.iter().enumerate() {
             check_path(field, path)?;
-            if *path == callback_path {
+            if paths[..i].iter().any(|(_, other)| other == path) {
                 return Err(ConfigError::InvalidPath {
                     field,
-                    reason: "must differ from the callback path".into(),
+                    reason: "must differ from the layer's other paths".into(),
                 });
             }
         }
-        if login_path == logout_path {
-            return Err(ConfigError::InvalidPath {
-                field: "logout path",
-                reason: "must differ from the login path".into(),
-            });
-        }
+        let post_logout_redirect_uri = format!("{app_origin}{logout_callback_path}");
         if crate::authorize::safe_return_to(&self.post_logout_redirect).is_none() {
             return Err(ConfigError::InvalidPath {
                 field: "post-logout redirect",
@@ -483,6 +664,12 @@ impl LoginLayerBuilder {
 
         if self.require_iss && self.issuer.is_none() {
             return Err(ConfigError::Missing("issuer (needed to require iss)"));
+        }
+        if self.leeway > oidc::MAX_LEEWAY {
+            return Err(ConfigError::InvalidDuration {
+                field: "clock leeway",
+                reason: "must be at most 5 minutes",
+            });
         }
         if self.idle_timeout.is_zero() || self.absolute_lifetime.is_zero() {
             return Err(ConfigError::InvalidDuration {
@@ -516,15 +703,67 @@ impl LoginLayerBuilder {
             }
         };
 
-        let mut oauth = BasicClient::new(ClientId::new(client_id))
-            .set_auth_uri(AuthUrl::from_url(auth_url))
-            .set_token_uri(TokenUrl::from_url(token_url))
-            .set_redirect_uri(RedirectUrl::from_url(redirect));
+        let revocation_url = self
+            .revocation_endpoint
+            .map(|u| endpoint(Some(u), "revocation endpoint"))
+            .transpose()?;
+        let end_session_url = self
+            .end_session_endpoint
+            .map(|u| endpoint(Some(u), "end-session endpoint"))
+            .transpose()?;
+
+        let oidc = match self.jwks_uri {
+            Some(jwks_uri) => {
+                let jwks_uri = endpoint(Some(jwks_uri), "JWKS URI")?;
+                let issuer = self
+                    .issuer
+                    .clone()
+                    .ok_or(ConfigError::Missing("issuer (needed for OpenID Connect)"))?;
+                let algs = self
+                    .id_token_algs
+                    .iter()
+                    .map(|alg| parse_alg(alg))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if algs.is_empty() {
+                    return Err(ConfigError::Missing("ID token signing algorithm"));
+                }
+                Some(Oidc::new(
+                    IssuerUrl::new(issuer).map_err(|e| ConfigError::InvalidUrl {
+                        field: "issuer",
+                        reason: e.to_string(),
+                    })?,
+                    ClientId::new(client_id.clone()),
+                    JsonWebKeySetUrl::from_url(jwks_uri),
+                    self.initial_jwks,
+                    algs,
+                    self.leeway,
+                    end_session_url,
+                ))
+            }
+            None => None,
+        };
+        let mut scopes = self.scopes;
+        if oidc.is_some() && !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".to_string());
+        }
+
+        let mut oauth = oauth2::Client::<
+            BasicErrorResponse,
+            TokenResponse,
+            BasicTokenIntrospectionResponse,
+            StandardRevocableToken,
+            BasicRevocationErrorResponse,
+        >::new(ClientId::new(client_id))
+        .set_auth_uri(AuthUrl::from_url(auth_url))
+        .set_token_uri(TokenUrl::from_url(token_url))
+        .set_redirect_uri(RedirectUrl::from_url(redirect))
+        .set_revocation_url_option(revocation_url.map(RevocationUrl::from_url));
         match (self.client_secret, self.client_auth) {
             (Some(secret), auth) => {
+                let auth = resolve_client_auth(auth, self.supported_auth_methods.as_deref())?;
                 oauth = oauth
                     .set_client_secret(ClientSecret::new(secret))
-                    .set_auth_type(match auth.unwrap_or_default() {
+                    .set_auth_type(match auth {
                         ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
                         ClientAuth::ClientSecretPost => AuthType::RequestBody,
                     });
@@ -554,16 +793,21 @@ impl LoginLayerBuilder {
             backchannel,
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             cookies,
-            scopes: self.scopes,
+            scopes,
             extra_auth_params: self.extra_auth_params,
             issuer: self.issuer,
             require_iss: self.require_iss,
             userinfo_url,
             subject_field: self.subject_field,
+            oidc,
             callback_path,
             login_path,
             logout_path,
+            logout_callback_path,
+            backchannel_logout_path: Some(backchannel_logout_path),
             post_logout_redirect: self.post_logout_redirect,
+            post_logout_redirect_uri,
+            id_token_hint: self.id_token_hint,
             app_origin,
             access: self.access,
             public: self.public,
@@ -574,6 +818,48 @@ impl LoginLayerBuilder {
             pending_lifetime: self.pending_lifetime,
         };
         Ok(LoginLayer::from_inner(Arc::new(inner)))
+    }
+}
+
+/// Picks the client authentication: the one asked for, which the provider must support
+/// when it says what it supports; else `client_secret_basic` unless the provider only
+/// supports `client_secret_post`.
+fn resolve_client_auth(
+    asked: Option<ClientAuth>,
+    supported: Option<&[CoreClientAuthMethod]>,
+) -> Result<ClientAuth, ConfigError> {
+    let has = |m: &CoreClientAuthMethod| supported.is_none_or(|list| list.contains(m));
+    match asked {
+        Some(ClientAuth::ClientSecretBasic) if !has(&CoreClientAuthMethod::ClientSecretBasic) => {
+            Err(ConfigError::Unsupported("client_secret_basic".into()))
+        }
+        Some(ClientAuth::ClientSecretPost) if !has(&CoreClientAuthMethod::ClientSecretPost) => {
+            Err(ConfigError::Unsupported("client_secret_post".into()))
+        }
+        Some(auth) => Ok(auth),
+        None if has(&CoreClientAuthMethod::ClientSecretBasic) => Ok(ClientAuth::ClientSecretBasic),
+        None if has(&CoreClientAuthMethod::ClientSecretPost) => Ok(ClientAuth::ClientSecretPost),
+        None => Err(ConfigError::Unsupported(
+            "the provider supports neither client_secret_basic nor client_secret_post".into(),
+        )),
+    }
+}
+
+/// An ID token signing algorithm; `none` and MAC algorithms are refused (a MAC keyed with
+/// the client secret proves nothing about the issuer, and the secret is not confidential
+/// for public clients).
+fn parse_alg(alg: &str) -> Result<CoreJwsSigningAlgorithm, ConfigError> {
+    let parsed: CoreJwsSigningAlgorithm =
+        serde_json::from_value(serde_json::Value::String(alg.to_string()))
+            .map_err(|_| ConfigError::Unsupported(format!("ID token signing algorithm {alg}")))?;
+    match parsed {
+        CoreJwsSigningAlgorithm::None
+        | CoreJwsSigningAlgorithm::HmacSha256
+        | CoreJwsSigningAlgorithm::HmacSha384
+        | CoreJwsSigningAlgorithm::HmacSha512 => Err(ConfigError::Unsupported(format!(
+            "ID token signing algorithm {alg}"
+        ))),
+        ok => Ok(ok),
     }
 }
 

@@ -48,6 +48,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Discovery failed: the document could not be fetched or read, its `issuer` is not
+    /// the configured one, or its keys could not be fetched.
+    #[error("OpenID Connect discovery failed: {0}")]
+    Discovery(String),
+    /// The provider does not support what the configuration asks for, or the layer does
+    /// not support it.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The HTTP client for the provider could not be built.
     #[error("could not build the HTTP client for the provider: {0}")]
     HttpClient(String),
@@ -97,6 +105,8 @@ pub(crate) enum FlowError {
     Provider5xx(&'static str),
     /// The user's identity could not be fetched or has no subject.
     Identity(&'static str),
+    /// The ID token failed verification (OpenID Connect).
+    IdToken(&'static str),
     /// The session store failed.
     Store,
     /// A cross-site request to a state-changing endpoint.
@@ -114,7 +124,9 @@ impl FlowError {
                 StatusCode::BAD_REQUEST
             }
             FlowError::CodeRejected(_) => StatusCode::BAD_REQUEST,
-            FlowError::Provider5xx(_) | FlowError::Identity(_) => StatusCode::BAD_GATEWAY,
+            FlowError::Provider5xx(_) | FlowError::Identity(_) | FlowError::IdToken(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             FlowError::Store => StatusCode::SERVICE_UNAVAILABLE,
             FlowError::CrossSite => StatusCode::FORBIDDEN,
             FlowError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -131,6 +143,7 @@ impl FlowError {
             FlowError::CodeRejected(_) => "code_rejected",
             FlowError::Provider5xx(_) => "provider_error",
             FlowError::Identity(_) => "identity_error",
+            FlowError::IdToken(_) => "invalid_id_token",
             FlowError::Store => "session_store_unavailable",
             FlowError::CrossSite => "cross_site_request",
             FlowError::MethodNotAllowed(_) => "method_not_allowed",
@@ -180,6 +193,10 @@ impl FlowError {
             FlowError::Identity(what) => (
                 "Your identity could not be read",
                 format!("Sign-in could not be completed: {what}. Try again in a moment."),
+            ),
+            FlowError::IdToken(what) => (
+                "Sign-in could not be verified",
+                format!("The identity provider's answer failed verification: {what}."),
             ),
             FlowError::Store => (
                 "Sessions are unavailable",

@@ -107,7 +107,9 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     ResBody: From<Bytes> + Send + 'static,
 {
     type Response = Response<ResBody>;
@@ -146,7 +148,18 @@ where
                 )));
             }
             if path == inner.logout_path && req.method() == Method::POST {
-                return Ok(own(logout::handle(inner, req.headers()).await));
+                return Ok(own(logout::handle(&shared, req.headers()).await));
+            }
+            if path == inner.logout_callback_path && req.method() == Method::GET {
+                let query = req.uri().query().unwrap_or("");
+                return Ok(own(logout::finish(inner, req.headers(), query)));
+            }
+            if inner.oidc.is_some() && inner.backchannel_logout_path.as_deref() == Some(path) {
+                if req.method() != Method::POST {
+                    return Ok(own(FlowError::MethodNotAllowed("POST").response(true, None)));
+                }
+                let (parts, body) = req.into_parts();
+                return Ok(own(logout::backchannel(inner, &parts.headers, body).await));
             }
 
             match lookup(inner, req.headers()).await {

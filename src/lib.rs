@@ -73,6 +73,7 @@ mod error;
 mod extract;
 mod layer;
 mod logout;
+mod oidc;
 mod page;
 mod require_login;
 pub mod session;

@@ -1,17 +1,32 @@
-//! Signing out: the server-side session is deleted, the cookie cleared, and the browser
-//! sent to the post-logout page.
+//! Signing out: locally (the server-side session is deleted, the cookie cleared), at the
+//! provider (RFC 7009 revocation of the refresh token; OpenID Connect RP-initiated logout
+//! through the end-session endpoint), and from the provider (OpenID Connect back-channel
+//! logout).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Response};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use oauth2::{AccessToken, RefreshToken, StandardRevocableToken};
+use subtle::ConstantTimeEq;
+use tower_cookies::cookie::time::Duration as CookieDuration;
+use tower_cookies::cookie::{Cookie, SameSite};
 
 use crate::config::Inner;
 use crate::error::FlowError;
-use crate::session::SessionId;
+use crate::session::{Session, SessionId, SessionMatch};
 use crate::{cookie, page};
+
+/// The cookie that carries the `state` of an RP-initiated logout to the logout callback.
+const LOGOUT_STATE_COOKIE: &str = "oauth2_logout_state";
+
+/// The largest back-channel logout request body read.
+const MAX_LOGOUT_BODY: usize = 64 * 1024;
 
 /// Answers `POST <logout path>`.
 #[tracing::instrument(name = "oauth2_login.logout", skip_all)]
-pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap) -> Response<Bytes> {
+pub(crate) async fn handle(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<Bytes> {
     let wants_json = crate::layer::wants_json(headers);
     // Another site must not be able to sign users out (logout CSRF).
     if is_cross_site(inner, headers) {
@@ -19,18 +34,39 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap) -> Response<Bytes
         return FlowError::CrossSite.response(wants_json, None);
     }
     let mut failed = false;
+    let mut ended: Option<Arc<Session>> = None;
     for value in cookie::find(headers, &inner.cookies.session_name) {
-        if let Some(id) = SessionId::parse(value) {
-            if let Err(e) = inner.store.delete(&id.key()).await {
-                tracing::error!(error = %e, "could not delete the session at logout");
+        let Some(id) = SessionId::parse(value) else {
+            continue;
+        };
+        let key = id.key();
+        match inner.store.load(&key).await {
+            Ok(session) => ended = ended.or(session),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the session at logout");
                 failed = true;
             }
         }
+        if let Err(e) = inner.store.delete(&key).await {
+            tracing::error!(error = %e, "could not delete the session at logout");
+            failed = true;
+        }
     }
+    if let Some(session) = &ended {
+        revoke_in_background(inner, session);
+    }
+
     let mut res = if failed {
         // The browser forgets the cookie either way, but the person must know the
         // server-side session may still be alive.
         FlowError::Store.response(wants_json, None)
+    } else if let Some(end_session) = inner
+        .oidc
+        .as_ref()
+        .and_then(|o| o.end_session_endpoint.as_ref())
+    {
+        tracing::info!("logged out; continuing at the provider's end-session endpoint");
+        rp_initiated_logout(inner, end_session, ended.as_deref())
     } else {
         tracing::info!("logged out");
         page::see_other(&inner.post_logout_redirect)
@@ -38,6 +74,178 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap) -> Response<Bytes
     res.headers_mut()
         .append(header::SET_COOKIE, inner.cookies.clear_session_cookie());
     res
+}
+
+/// The redirect to the end-session endpoint (OpenID Connect RP-Initiated Logout 1.0),
+/// with a `state` kept in a short-lived cookie for the way back.
+fn rp_initiated_logout(
+    inner: &Inner,
+    end_session: &url::Url,
+    session: Option<&Session>,
+) -> Response<Bytes> {
+    let state = oauth2::CsrfToken::new_random_len(32);
+    let mut url = end_session.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        match session.and_then(|s| s.id_token.as_deref()) {
+            Some(id_token) if inner.id_token_hint => {
+                q.append_pair("id_token_hint", id_token);
+            }
+            _ => {
+                q.append_pair("client_id", inner.oauth.client_id().as_str());
+            }
+        }
+        q.append_pair("post_logout_redirect_uri", &inner.post_logout_redirect_uri);
+        q.append_pair("state", state.secret());
+    }
+    let mut res = page::see_other(url.as_str());
+    let cookie = Cookie::build((LOGOUT_STATE_COOKIE, state.secret().as_str()))
+        .http_only(true)
+        .secure(inner.cookies.secure)
+        .same_site(SameSite::Lax)
+        .path(inner.logout_callback_path.as_str())
+        .max_age(CookieDuration::minutes(10))
+        .build();
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// Answers `GET <logout callback path>`, where the provider sends the browser back after
+/// RP-initiated logout: with a `state`, it must be the one this browser left with.
+pub(crate) fn finish(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
+    let state = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == "state")
+        .map(|(_, v)| v.into_owned());
+    let expected = cookie::find(headers, LOGOUT_STATE_COOKIE).next();
+    let ok = match (&state, expected) {
+        (Some(state), Some(expected)) => state.as_bytes().ct_eq(expected.as_bytes()).into(),
+        (Some(_), None) => false,
+        // Providers need not echo the state; the local session is gone either way.
+        (None, _) => true,
+    };
+    let mut res = if ok {
+        page::see_other(&inner.post_logout_redirect)
+    } else {
+        tracing::info!("logout callback with an unknown state");
+        page::html(
+            StatusCode::BAD_REQUEST,
+            "Sign-out response not recognised",
+            "This sign-out response does not belong to a sign-out started in this browser. \
+             You are signed out of this application.",
+            Some(&inner.post_logout_redirect),
+        )
+    };
+    let clear = Cookie::build((LOGOUT_STATE_COOKIE, ""))
+        .http_only(true)
+        .secure(inner.cookies.secure)
+        .same_site(SameSite::Lax)
+        .path(inner.logout_callback_path.as_str())
+        .max_age(CookieDuration::ZERO)
+        .build();
+    if let Ok(v) = HeaderValue::from_str(&clear.to_string()) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    res
+}
+
+/// Revokes the session's refresh token (or, without one, its access token) at the
+/// provider (RFC 7009), without making the person wait: local logout is already done, and
+/// a provider that is down must not hold it up.
+fn revoke_in_background(inner: &Arc<Inner>, session: &Session) {
+    let token = match &session.refresh_token {
+        Some(t) => StandardRevocableToken::RefreshToken(RefreshToken::new(t.clone())),
+        None => StandardRevocableToken::AccessToken(AccessToken::new(session.access_token.clone())),
+    };
+    if inner.oauth.revocation_url().is_none() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let inner = Arc::clone(inner);
+    runtime.spawn(async move {
+        let Ok(request) = inner.oauth.revoke_token(token) else {
+            return;
+        };
+        match request.request_async(&inner.backchannel).await {
+            Ok(()) => tracing::debug!("token revoked at the provider"),
+            Err(e) => tracing::warn!(error = %e, "could not revoke the token at the provider"),
+        }
+    });
+}
+
+/// Answers `POST <back-channel logout path>` (OpenID Connect Back-Channel Logout 1.0): the
+/// provider says a user's session there ended; the matching sessions here end too.
+#[tracing::instrument(name = "oauth2_login.backchannel_logout", skip_all)]
+pub(crate) async fn backchannel<B>(inner: &Inner, headers: &HeaderMap, body: B) -> Response<Bytes>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(oidc) = &inner.oidc else {
+        return bad_logout_request("back-channel logout needs OpenID Connect");
+    };
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return bad_logout_request("expected a form body");
+    }
+    let Ok(collected) = http_body_util::Limited::new(body, MAX_LOGOUT_BODY)
+        .collect()
+        .await
+    else {
+        return bad_logout_request("the body is too large or could not be read");
+    };
+    let body = collected.to_bytes();
+    let mut token = None;
+    for (name, value) in url::form_urlencoded::parse(&body) {
+        if name == "logout_token" {
+            if token.is_some() {
+                return bad_logout_request("logout_token is repeated");
+            }
+            token = Some(value.into_owned());
+        }
+    }
+    let Some(token) = token else {
+        return bad_logout_request("logout_token is missing");
+    };
+    let (subject, sid) = match oidc.verify_logout_token(&inner.backchannel, &token).await {
+        Ok(found) => found,
+        Err(why) => {
+            tracing::warn!(reason = why, "back-channel logout token refused");
+            return bad_logout_request(why);
+        }
+    };
+    let target = SessionMatch {
+        subject: subject.as_deref(),
+        sid: sid.as_deref(),
+    };
+    match inner.store.delete_matching(&target).await {
+        Ok(n) => {
+            tracing::info!(sessions = n, "back-channel logout");
+            let mut res = Response::new(Bytes::new());
+            page::no_store(&mut res);
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not delete sessions at back-channel logout");
+            // 5xx lets the provider try again later.
+            FlowError::Store.response(true, None)
+        }
+    }
+}
+
+fn bad_logout_request(why: &str) -> Response<Bytes> {
+    page::json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"error": "invalid_request", "error_description": why}),
+    )
 }
 
 /// Whether the request comes from another site, by `Sec-Fetch-Site` (modern browsers) or

@@ -12,6 +12,8 @@ use crate::error::FlowError;
 pub(crate) struct Identity {
     pub(crate) subject: String,
     pub(crate) claims: Map<String, Value>,
+    /// The provider's session id, from a verified ID token.
+    pub(crate) sid: Option<String>,
 }
 
 /// Fetches the userinfo JSON and reads the subject from the configured field.
@@ -48,7 +50,11 @@ pub(crate) fn parse(body: &[u8], subject_field: &str) -> Result<Identity, FlowEr
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
         _ => return Err(FlowError::Identity("the provider's answer names no user")),
     };
-    Ok(Identity { subject, claims })
+    Ok(Identity {
+        subject,
+        claims,
+        sid: None,
+    })
 }
 
 #[cfg(test)]
