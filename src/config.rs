@@ -9,8 +9,8 @@ use oauth2::basic::{
     BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    RedirectUrl, RevocationUrl, StandardRevocableToken, StandardTokenResponse, TokenUrl,
+    AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl,
+    StandardRevocableToken, StandardTokenResponse, TokenUrl,
 };
 use openidconnect::core::{CoreClientAuthMethod, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 use openidconnect::{IssuerUrl, JsonWebKeySetUrl};
@@ -38,8 +38,8 @@ impl oauth2::ExtraTokenFields for IdTokenField {}
 /// A token response, with the ID token when there is one.
 pub(crate) type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
 
-/// The `oauth2` client as the layer uses it: authorization and token endpoints set, the
-/// revocation endpoint when known.
+/// The `oauth2` client as the layer uses it: authorization and token endpoints set.
+/// (Revocation is sent by `logout.rs`: `oauth2` only allows https revocation endpoints.)
 pub(crate) type OAuthClient = oauth2::Client<
     BasicErrorResponse,
     TokenResponse,
@@ -49,7 +49,7 @@ pub(crate) type OAuthClient = oauth2::Client<
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,
-    EndpointMaybeSet,
+    EndpointNotSet,
     EndpointSet,
 >;
 
@@ -110,6 +110,9 @@ impl PublicRoutes {
 /// Everything the layer needs, built once and shared by all requests.
 pub(crate) struct Inner {
     pub(crate) oauth: OAuthClient,
+    /// Kept beside `oauth`, which does not give it back, for the revocation request.
+    pub(crate) client_secret: Option<ClientSecret>,
+    pub(crate) revocation_url: Option<Url>,
     pub(crate) backchannel: Backchannel,
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) cookies: CookieConfig,
@@ -756,13 +759,13 @@ impl LoginLayerBuilder {
         >::new(ClientId::new(client_id))
         .set_auth_uri(AuthUrl::from_url(auth_url))
         .set_token_uri(TokenUrl::from_url(token_url))
-        .set_redirect_uri(RedirectUrl::from_url(redirect))
-        .set_revocation_url_option(revocation_url.map(RevocationUrl::from_url));
-        match (self.client_secret, self.client_auth) {
+        .set_redirect_uri(RedirectUrl::from_url(redirect));
+        let client_secret = self.client_secret.map(ClientSecret::new);
+        match (&client_secret, self.client_auth) {
             (Some(secret), auth) => {
                 let auth = resolve_client_auth(auth, self.supported_auth_methods.as_deref())?;
                 oauth = oauth
-                    .set_client_secret(ClientSecret::new(secret))
+                    .set_client_secret(secret.clone())
                     .set_auth_type(match auth {
                         ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
                         ClientAuth::ClientSecretPost => AuthType::RequestBody,
@@ -790,6 +793,8 @@ impl LoginLayerBuilder {
 
         let inner = Inner {
             oauth,
+            client_secret,
+            revocation_url,
             backchannel,
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             cookies,

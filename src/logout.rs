@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
-use oauth2::{AccessToken, RefreshToken, StandardRevocableToken};
+use oauth2::AuthType;
 use subtle::ConstantTimeEq;
 use tower_cookies::cookie::time::Duration as CookieDuration;
 use tower_cookies::cookie::{Cookie, SameSite};
@@ -156,26 +157,70 @@ pub(crate) fn finish(inner: &Inner, headers: &HeaderMap, query: &str) -> Respons
 /// provider (RFC 7009), without making the person wait: local logout is already done, and
 /// a provider that is down must not hold it up.
 fn revoke_in_background(inner: &Arc<Inner>, session: &Session) {
-    let token = match &session.refresh_token {
-        Some(t) => StandardRevocableToken::RefreshToken(RefreshToken::new(t.clone())),
-        None => StandardRevocableToken::AccessToken(AccessToken::new(session.access_token.clone())),
-    };
-    if inner.oauth.revocation_url().is_none() {
+    let Some(url) = inner.revocation_url.clone() else {
         return;
-    }
+    };
+    let (token, hint) = match &session.refresh_token {
+        Some(t) => (t.clone(), "refresh_token"),
+        None => (session.access_token.clone(), "access_token"),
+    };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     let inner = Arc::clone(inner);
     runtime.spawn(async move {
-        let Ok(request) = inner.oauth.revoke_token(token) else {
-            return;
-        };
-        match request.request_async(&inner.backchannel).await {
+        match revoke(&inner, &url, &token, hint).await {
             Ok(()) => tracing::debug!("token revoked at the provider"),
             Err(e) => tracing::warn!(error = %e, "could not revoke the token at the provider"),
         }
     });
+}
+
+/// The RFC 7009 request, written here rather than through `oauth2`: `oauth2` refuses
+/// revocation endpoints that are not https, and this layer allows plain http on loopback
+/// for every endpoint (development, tests).
+async fn revoke(inner: &Inner, url: &url::Url, token: &str, hint: &str) -> Result<(), String> {
+    let mut form = vec![("token", token), ("token_type_hint", hint)];
+    let mut request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(url.as_str())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    let client_id = inner.oauth.client_id().as_str();
+    match (&inner.client_secret, inner.oauth.auth_type()) {
+        (Some(secret), AuthType::BasicAuth) => {
+            // RFC 6749 2.3.1: both parts form-urlencoded before Basic encoding.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(client_id),
+                enc(secret.secret())
+            ));
+            request = request.header(header::AUTHORIZATION, format!("Basic {basic}"));
+        }
+        (Some(secret), _) => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret.secret()));
+        }
+        (None, _) => form.push(("client_id", client_id)),
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let request = request
+        .body(body.into_bytes())
+        .map_err(|_| "could not build the request".to_string())?;
+    let response = inner
+        .backchannel
+        .execute(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the provider answered {}", response.status()))
+    }
 }
 
 /// Answers `POST <back-channel logout path>` (OpenID Connect Back-Channel Logout 1.0): the

@@ -211,6 +211,14 @@ for (const event of errorEvents) {
   });
 }
 
+// Revoked tokens and RP-initiated logouts, for the tests to observe.
+for (const event of ['refresh_token.destroyed', 'access_token.destroyed', 'grant.revoked']) {
+  provider.on(event, () => process.stderr.write(`EVENT ${event}\n`));
+}
+provider.on('end_session.success', () => {
+  process.stderr.write('EVENT end_session.success\n');
+});
+
 // Static clients are only validated when first used; validate them now so that a bad
 // REDIRECT_URIS fails the start instead of showing up as an error page in some test.
 for (const { client_id: id } of configuration.clients) {
