@@ -1,11 +1,13 @@
 //! The demo app: `cargo run --example demo`.
 //!
 //! With no environment it starts the embedded development provider and signs you in with
-//! any user name. With `OAUTH_AUTH_URL` (and friends, see below) it uses a real provider.
+//! any user name. With `OAUTH_ISSUER` alone it uses a real OpenID Connect provider through
+//! discovery; with `OAUTH_AUTH_URL` (and friends, see below) a plain OAuth 2.0 provider.
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `OAUTH_AUTH_URL` | authorization endpoint (its presence selects a real provider) |
+//! | `OAUTH_ISSUER` | OpenID Connect issuer: discovery (without `OAUTH_AUTH_URL`), or the `iss` checked (with it) |
+//! | `OAUTH_AUTH_URL` | authorization endpoint (selects a plain OAuth 2.0 provider) |
 //! | `OAUTH_TOKEN_URL` | token endpoint |
 //! | `OAUTH_USERINFO_URL` | userinfo endpoint (who the user is) |
 //! | `OAUTH_SUBJECT_FIELD` | userinfo field naming the user, default `sub` (`id` for GitHub) |
@@ -52,7 +54,13 @@ async fn main() -> Result<(), Error> {
     // Kept alive for as long as the app runs.
     let mut dev_provider = None;
     let builder = if env::var_os("OAUTH_AUTH_URL").is_some() {
-        real_provider(&redirect_url)?
+        real_provider()?
+    } else if let Ok(issuer) = env::var("OAUTH_ISSUER") {
+        client_from_env(LoginLayer::builder())?
+            .with_redirect_url(&redirect_url)
+            .with_scopes(scopes_from_env(&["openid", "profile", "email"]))
+            .discover(issuer)
+            .await?
     } else {
         let secret = random_secret();
         let addr: SocketAddr = env::var("DEV_PROVIDER_ADDR")
@@ -110,7 +118,9 @@ async fn main() -> Result<(), Error> {
         ),
         None => println!(
             "  Provider:  {}",
-            env::var("OAUTH_AUTH_URL").unwrap_or_default()
+            env::var("OAUTH_ISSUER")
+                .or_else(|_| env::var("OAUTH_AUTH_URL"))
+                .unwrap_or_default()
         ),
     }
     println!("  Open http://{app_addr}/protected to sign in.");
@@ -120,27 +130,41 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-fn real_provider(_redirect_url: &str) -> Result<LoginLayerBuilder, Error> {
-    let need = |name: &str| env::var(name).map_err(|_| format!("{name} must be set"));
-    let mut builder = LoginLayer::builder()
-        .with_client_id(need("OAUTH_CLIENT_ID")?)
-        .with_authorization_endpoint(need("OAUTH_AUTH_URL")?)
-        .with_token_endpoint(need("OAUTH_TOKEN_URL")?)
-        .with_userinfo_endpoint(need("OAUTH_USERINFO_URL")?);
+fn need(name: &str) -> Result<String, Error> {
+    env::var(name).map_err(|_| format!("{name} must be set").into())
+}
+
+/// The client id, secret and authentication method from the environment.
+fn client_from_env(builder: LoginLayerBuilder) -> Result<LoginLayerBuilder, Error> {
+    let mut builder = builder.with_client_id(need("OAUTH_CLIENT_ID")?);
     if let Ok(secret) = env::var("OAUTH_CLIENT_SECRET") {
         builder = builder.with_client_secret(secret);
         if env::var("OAUTH_CLIENT_AUTH").as_deref() == Ok("post") {
             builder = builder.with_client_auth(ClientAuth::ClientSecretPost);
         }
     }
+    Ok(builder)
+}
+
+fn scopes_from_env(default: &[&str]) -> Vec<String> {
+    match env::var("OAUTH_SCOPES") {
+        Ok(scopes) => scopes.split_whitespace().map(str::to_string).collect(),
+        Err(_) => default.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A plain OAuth 2.0 provider from explicit endpoints.
+fn real_provider() -> Result<LoginLayerBuilder, Error> {
+    let mut builder = client_from_env(LoginLayer::builder())?
+        .with_authorization_endpoint(need("OAUTH_AUTH_URL")?)
+        .with_token_endpoint(need("OAUTH_TOKEN_URL")?)
+        .with_userinfo_endpoint(need("OAUTH_USERINFO_URL")?)
+        .with_scopes(scopes_from_env(&[]));
     if let Ok(field) = env::var("OAUTH_SUBJECT_FIELD") {
         builder = builder.with_subject_field(field);
     }
     if let Ok(issuer) = env::var("OAUTH_ISSUER") {
         builder = builder.with_issuer(issuer);
-    }
-    if let Ok(scopes) = env::var("OAUTH_SCOPES") {
-        builder = builder.with_scopes(scopes.split_whitespace().map(str::to_string));
     }
     Ok(builder)
 }

@@ -33,20 +33,25 @@ fn demo_binary() -> std::path::PathBuf {
     path
 }
 
-#[tokio::test]
-async fn demo_signs_a_person_in_through_the_form() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(demo_binary())
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Starts the demo on `port` with `env` (and nothing else); returns it, the banner it
+/// printed, and a handle that yields its logs once it is gone.
+fn spawn_demo(port: u16, env: &[(&str, &str)]) -> (Demo, String, std::thread::JoinHandle<String>) {
+    let mut command = Command::new(demo_binary());
+    command
         .env_clear()
         .env("APP_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let demo = Demo(child);
@@ -62,9 +67,15 @@ async fn demo_signs_a_person_in_through_the_form() {
         .by_ref()
         .take_while(|l| !l.contains("to sign in"))
         .collect();
-    let banner = banner.join("\n");
     // Keep reading so the demo never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
+    (demo, banner.join("\n"), logs)
+}
+
+#[tokio::test]
+async fn demo_signs_a_person_in_through_the_form() {
+    let port = free_port();
+    let (demo, banner, logs) = spawn_demo(port, &[]);
     assert!(
         banner.contains(&format!("Demo app:  http://127.0.0.1:{port}/")),
         "{banner}"
@@ -146,4 +157,38 @@ async fn demo_signs_a_person_in_through_the_form() {
     assert!(logs.contains("login completed"), "logs: {logs:?}");
     assert!(!logs.contains(&pending), "no secret in the logs");
     assert!(!logs.contains(&callback), "the code is not logged");
+}
+
+#[tokio::test]
+async fn demo_signs_in_through_discovery_against_a_real_provider() {
+    use support::oidc_provider::{
+        complete_login_with, provider_http_client, OidcProvider, CONFIDENTIAL_CLIENT_ID,
+        CONFIDENTIAL_CLIENT_SECRET,
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let provider = OidcProvider::start(&[format!("{base}/auth/callback")]).await;
+    let (_demo, banner, _logs) = spawn_demo(
+        port,
+        &[
+            ("OAUTH_ISSUER", provider.issuer()),
+            ("OAUTH_CLIENT_ID", CONFIDENTIAL_CLIENT_ID),
+            ("OAUTH_CLIENT_SECRET", CONFIDENTIAL_CLIENT_SECRET),
+        ],
+    );
+    assert!(banner.contains(provider.issuer()), "{banner}");
+
+    let browser = Browser::new();
+    let start = browser.get(&format!("{base}/protected")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{start:#?}");
+    let auth = start.location().unwrap().to_string();
+    assert!(
+        auth.starts_with(&provider.authorization_endpoint()),
+        "{auth}"
+    );
+    let callback = complete_login_with(&provider_http_client(), &auth, "carla").await;
+    let hops = browser.follow(callback.as_str()).await;
+    let page = hops.last().unwrap();
+    assert!(page.body.contains("Welcome, <b>Carla</b>"), "{}", page.body);
+    assert!(page.body.contains("<code id=\"subject\">carla</code>"));
 }
