@@ -197,6 +197,7 @@ async fn complete(
             .unwrap_or_else(|| inner.scopes.clone()),
         access_token,
         access_expires_at: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
+        access_obtained_at: now,
         refresh_token: token.refresh_token().map(|t| t.secret().clone()),
         id_token: inner.oidc.as_ref().and(id_token),
         sid: identity.sid,

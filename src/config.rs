@@ -141,6 +141,8 @@ pub(crate) struct Inner {
     pub(crate) idle_timeout: Duration,
     pub(crate) absolute_lifetime: Duration,
     pub(crate) pending_lifetime: Duration,
+    pub(crate) refresh_skew: Duration,
+    pub(crate) refresh_flights: crate::refresh::Flights,
 }
 
 impl fmt::Debug for Inner {
@@ -205,6 +207,7 @@ pub struct LoginLayerBuilder {
     idle_timeout: Duration,
     absolute_lifetime: Duration,
     pending_lifetime: Duration,
+    refresh_skew: Duration,
 }
 
 impl fmt::Debug for LoginLayerBuilder {
@@ -260,6 +263,7 @@ impl Default for LoginLayerBuilder {
             idle_timeout: Duration::from_secs(8 * 60 * 60),
             absolute_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             pending_lifetime: Duration::from_secs(10 * 60),
+            refresh_skew: Duration::from_secs(60),
         }
     }
 }
@@ -581,6 +585,14 @@ impl LoginLayerBuilder {
         self
     }
 
+    /// How long before its expiry the access token is refreshed (with the refresh token,
+    /// on the next request of the session). Default 60 s; never more than a quarter of the
+    /// token's lifetime.
+    pub fn with_refresh_skew(mut self, skew: Duration) -> Self {
+        self.refresh_skew = skew;
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<LoginLayer, ConfigError> {
         let client_id = self
@@ -821,6 +833,8 @@ impl LoginLayerBuilder {
             idle_timeout: self.idle_timeout,
             absolute_lifetime: self.absolute_lifetime,
             pending_lifetime: self.pending_lifetime,
+            refresh_skew: self.refresh_skew,
+            refresh_flights: Default::default(),
         };
         Ok(LoginLayer::from_inner(Arc::new(inner)))
     }

@@ -109,6 +109,8 @@ pub(crate) enum FlowError {
     IdToken(&'static str),
     /// The session store failed.
     Store,
+    /// The access token expired and could not be refreshed just now.
+    RefreshUnavailable,
     /// A cross-site request to a state-changing endpoint.
     CrossSite,
     /// A method the endpoint does not answer.
@@ -127,7 +129,7 @@ impl FlowError {
             FlowError::Provider5xx(_) | FlowError::Identity(_) | FlowError::IdToken(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            FlowError::Store => StatusCode::SERVICE_UNAVAILABLE,
+            FlowError::Store | FlowError::RefreshUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             FlowError::CrossSite => StatusCode::FORBIDDEN,
             FlowError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -145,6 +147,7 @@ impl FlowError {
             FlowError::Identity(_) => "identity_error",
             FlowError::IdToken(_) => "invalid_id_token",
             FlowError::Store => "session_store_unavailable",
+            FlowError::RefreshUnavailable => "provider_unavailable",
             FlowError::CrossSite => "cross_site_request",
             FlowError::MethodNotAllowed(_) => "method_not_allowed",
         }
@@ -201,6 +204,12 @@ impl FlowError {
             FlowError::Store => (
                 "Sessions are unavailable",
                 "Your session could not be read or stored right now. Try again in a moment."
+                    .to_string(),
+            ),
+            FlowError::RefreshUnavailable => (
+                "The identity provider is not answering",
+                "Your session needs the identity provider, which is not answering right now. \
+                 You are still signed in: try again in a moment."
                     .to_string(),
             ),
             FlowError::CrossSite => (

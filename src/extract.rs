@@ -109,8 +109,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
     }
 }
 
-/// The signed-in user's access token, for calling APIs. Its `Debug` and `Display` never
-/// show the token; use [`secret`](Self::secret) where it must be sent.
+/// The signed-in user's access token, for calling APIs, valid when the handler gets it: the
+/// layer refreshes it before it expires, and a token that expired with no way to refresh
+/// it is refused (`401`). Its `Debug` and `Display` never show the token; use
+/// [`secret`](Self::secret) where it must be sent.
 ///
 /// ```
 /// use tower_oauth2_login::AccessToken;

@@ -22,6 +22,7 @@ use tower_service::Service;
 use crate::config::{Access, Inner, UnauthenticatedApi};
 use crate::error::FlowError;
 use crate::extract::AuthUser;
+use crate::refresh::{self, Refreshed};
 use crate::require_login::RequireLoginLayer;
 use crate::session::{now_secs, Session, SessionId, SessionKey};
 use crate::{authorize, callback, cookie, logout, page, LoginLayerBuilder};
@@ -173,6 +174,12 @@ where
                     let wants_json = wants_json(req.headers());
                     Ok(own(FlowError::Store.response(wants_json, None)))
                 }
+                Lookup::ProviderDown => {
+                    // Fail closed too: the token has expired, and serving the request
+                    // with it (or without a user) would be wrong; the session lives on.
+                    let wants_json = wants_json(req.headers());
+                    Ok(own(FlowError::RefreshUnavailable.response(wants_json, None)))
+                }
                 Lookup::None { stale } => {
                     let public = inner.access == Access::Public
                         || inner.public.matches(req.method(), req.uri());
@@ -247,8 +254,12 @@ fn handle_login(
 
 enum Lookup {
     Found(Arc<Session>),
-    None { stale: bool },
+    None {
+        stale: bool,
+    },
     StoreDown,
+    /// The access token expired and the provider could not refresh it just now.
+    ProviderDown,
 }
 
 /// The hot path: one cookie scan, one hash, one store read.
@@ -269,7 +280,15 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
                 }
                 return Lookup::None { stale: true };
             }
-            Lookup::Found(slide_idle_deadline(inner, &key, session, now).await)
+            let session = slide_idle_deadline(inner, &key, session, now).await;
+            if !refresh::needs_refresh(&session, inner.refresh_skew, now) {
+                return Lookup::Found(session);
+            }
+            match refresh::refresh(inner, &key, session).await {
+                Refreshed::Session(session) => Lookup::Found(session),
+                Refreshed::Ended => Lookup::None { stale: true },
+                Refreshed::Unavailable => Lookup::ProviderDown,
+            }
         }
         Ok(None) => Lookup::None { stale: true },
         Err(e) => {

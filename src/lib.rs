@@ -75,6 +75,7 @@ mod layer;
 mod logout;
 mod oidc;
 mod page;
+mod refresh;
 mod require_login;
 pub mod session;
 mod userinfo;

@@ -116,6 +116,7 @@ mod tests {
             scopes: vec![],
             access_token: "at".into(),
             access_expires_at: None,
+            access_obtained_at: now_secs(),
             refresh_token: None,
             id_token: None,
             created_at: now_secs(),

@@ -110,6 +110,9 @@ pub struct Session {
     pub(crate) scopes: Vec<String>,
     pub(crate) access_token: String,
     pub(crate) access_expires_at: Option<u64>,
+    /// When the current access token was obtained, to know its lifetime.
+    #[serde(default)]
+    pub(crate) access_obtained_at: u64,
     pub(crate) refresh_token: Option<String>,
     pub(crate) id_token: Option<String>,
     /// The provider's session id (`sid` claim, OpenID Connect), for back-channel logout.

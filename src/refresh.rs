@@ -1,0 +1,244 @@
+//! Keeping the access token fresh: a refresh with the refresh token when it is expired or
+//! about to be, one flight per session however many requests arrive together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
+
+use crate::backchannel::BackchannelError;
+use crate::config::Inner;
+use crate::oidc::NonceCheck;
+use crate::session::{now_secs, Session, SessionKey};
+
+/// What became of a session whose access token needed a refresh.
+pub(crate) enum Refreshed {
+    /// The session to serve the request with (refreshed, or still good enough).
+    Session(Arc<Session>),
+    /// The provider refused the refresh token (revoked, expired) or its answer failed the
+    /// checks: the session has ended.
+    Ended,
+    /// The provider could not be asked (timeout, 5xx, store failure) and the token has
+    /// expired: the request cannot be served now, but the session lives on.
+    Unavailable,
+}
+
+/// Refreshes in flight, by session: the first request of a session runs the refresh, the
+/// others wait for its outcome.
+#[derive(Default)]
+pub(crate) struct Flights {
+    running: DashMap<SessionKey, Arc<tokio::sync::OnceCell<Refreshed>>>,
+}
+
+impl Clone for Refreshed {
+    fn clone(&self) -> Self {
+        match self {
+            Refreshed::Session(s) => Refreshed::Session(Arc::clone(s)),
+            Refreshed::Ended => Refreshed::Ended,
+            Refreshed::Unavailable => Refreshed::Unavailable,
+        }
+    }
+}
+
+/// Whether the session's access token should be refreshed now: it has expired, or it
+/// expires within the skew. The skew is at most a quarter of the token's lifetime, so a
+/// token that lives a few seconds is not refreshed on every request.
+pub(crate) fn needs_refresh(session: &Session, skew: Duration, now: u64) -> bool {
+    // Without a refresh token there is nothing to do: the session goes on, and the
+    // `AccessToken` extractor refuses the expired token.
+    let (Some(expires_at), Some(_)) = (session.access_expires_at, &session.refresh_token) else {
+        return false;
+    };
+    let lifetime = expires_at.saturating_sub(session.access_obtained_at);
+    let skew = skew.as_secs().min(lifetime / 4);
+    now.saturating_add(skew) >= expires_at
+}
+
+/// Refreshes the session under `key`, sharing one refresh between all requests of the
+/// session that need it at the same time.
+pub(crate) async fn refresh(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
+    let cell = Arc::clone(
+        inner
+            .refresh_flights
+            .running
+            .entry(*key)
+            .or_default()
+            .value(),
+    );
+    let outcome = cell
+        .get_or_init(|| async {
+            let outcome = run(inner, key, seen).await;
+            // Later requests load the saved session; the flight is done.
+            inner.refresh_flights.running.remove(key);
+            outcome
+        })
+        .await
+        .clone();
+    outcome
+}
+
+async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
+    // Another flight (or instance) may have refreshed since this request loaded the
+    // session: start from the stored one, and stop if it is fresh already. Using a
+    // refresh token that was just rotated away would end the session.
+    let current = match inner.store.load(key).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Refreshed::Ended,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable during refresh");
+            return fallback(seen);
+        }
+    };
+    let now = now_secs();
+    if !needs_refresh(&current, inner.refresh_skew, now) {
+        return Refreshed::Session(current);
+    }
+    let Some(refresh_token) = current.refresh_token.clone() else {
+        return Refreshed::Session(current);
+    };
+
+    let response = inner
+        .oauth
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+        .request_async(&inner.backchannel)
+        .await;
+    let token = match response {
+        Ok(token) => token,
+        Err(RequestTokenError::ServerResponse(err))
+            if matches!(
+                err.error(),
+                BasicErrorResponseType::InvalidGrant
+                    | BasicErrorResponseType::InvalidClient
+                    | BasicErrorResponseType::UnauthorizedClient
+            ) =>
+        {
+            tracing::info!(error = %err.error().as_ref(), "refresh refused; the session ends");
+            return end(inner, key).await;
+        }
+        Err(e) => {
+            let reason = match &e {
+                RequestTokenError::Request(BackchannelError::Timeout) => "timeout",
+                RequestTokenError::Request(BackchannelError::ServerError(_)) => "server error",
+                RequestTokenError::Request(_) => "unreachable",
+                _ => "unusable answer",
+            };
+            tracing::warn!(reason, "refresh failed; the session is kept");
+            return fallback(current);
+        }
+    };
+    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer")
+        || token.access_token().secret().is_empty()
+    {
+        tracing::warn!("refresh answered with an unusable token; the session is kept");
+        return fallback(current);
+    }
+
+    let mut next = (*current).clone();
+    // OIDC Core 12.2: a refreshed ID token must be about the same user, from the same
+    // issuer, for the same client, and must not carry a new nonce.
+    if let (Some(oidc), Some(raw)) = (&inner.oidc, token.extra_fields().id_token.as_deref()) {
+        let nonce = current.claims.get("nonce").and_then(|v| v.as_str());
+        match oidc
+            .verify_id_token(&inner.backchannel, raw, NonceCheck::AbsentOrEqual(nonce))
+            .await
+        {
+            Ok(v)
+                if v.subject == current.subject
+                    && v.claims.get("iss") == current.claims.get("iss")
+                    && v.claims.get("aud") == current.claims.get("aud") =>
+            {
+                next.id_token = Some(raw.to_string());
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "refreshed ID token is about another user or client; the session ends"
+                );
+                return end(inner, key).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refreshed ID token refused; the session ends");
+                return end(inner, key).await;
+            }
+        }
+    }
+    next.access_token = token.access_token().secret().clone();
+    next.access_obtained_at = now;
+    next.access_expires_at = token.expires_in().map(|d| now.saturating_add(d.as_secs()));
+    // Rotation: a new refresh token replaces the old one at once, which is never used
+    // again. Without one, the old one stays valid (RFC 6749 6).
+    if let Some(rotated) = token.refresh_token() {
+        next.refresh_token = Some(rotated.secret().clone());
+    }
+    if let Some(scopes) = token.scopes() {
+        next.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    }
+    let next = Arc::new(next);
+    if let Err(e) = inner.store.save(key, Arc::clone(&next)).await {
+        tracing::error!(error = %e, "could not store the refreshed session");
+        return Refreshed::Unavailable;
+    }
+    tracing::debug!("access token refreshed");
+    Refreshed::Session(next)
+}
+
+/// After a failure that may pass: serve with the current token while it is still valid.
+fn fallback(session: Arc<Session>) -> Refreshed {
+    match session.access_expires_at {
+        Some(exp) if now_secs() < exp => Refreshed::Session(session),
+        _ => Refreshed::Unavailable,
+    }
+}
+
+async fn end(inner: &Inner, key: &SessionKey) -> Refreshed {
+    if let Err(e) = inner.store.delete(key).await {
+        tracing::warn!(error = %e, "could not delete the ended session");
+    }
+    Refreshed::Ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(obtained: u64, expires: Option<u64>, refresh: bool) -> Session {
+        Session {
+            subject: "s".into(),
+            claims: Default::default(),
+            scopes: vec![],
+            access_token: "a".into(),
+            access_expires_at: expires,
+            access_obtained_at: obtained,
+            refresh_token: refresh.then(|| "r".into()),
+            id_token: None,
+            sid: None,
+            created_at: obtained,
+            expires_at: u64::MAX,
+            absolute_expires_at: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn refreshes_within_the_skew_bounded_by_a_quarter_of_the_lifetime() {
+        let skew = Duration::from_secs(60);
+        // A one-hour token: refreshed in its last minute.
+        let s = session(1000, Some(4600), true);
+        assert!(!needs_refresh(&s, skew, 4539));
+        assert!(needs_refresh(&s, skew, 4540));
+        assert!(needs_refresh(&s, skew, 5000));
+        // A 5-second token: the skew shrinks to 1 s, so it is not refreshed at once.
+        let s = session(1000, Some(1005), true);
+        assert!(!needs_refresh(&s, skew, 1000));
+        assert!(!needs_refresh(&s, skew, 1003));
+        assert!(needs_refresh(&s, skew, 1004));
+        // No expiry known: never.
+        assert!(!needs_refresh(&session(1000, None, true), skew, 99_999));
+        // Without a refresh token, never.
+        assert!(!needs_refresh(
+            &session(1000, Some(4600), false),
+            skew,
+            9999
+        ));
+    }
+}
