@@ -480,3 +480,51 @@ async fn the_back_channel_follows_no_redirect() {
         "the redirect was not followed"
     );
 }
+
+/// Counts the writes that reach the store.
+#[derive(Clone, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    saves: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(key, session).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_matching(
+        &self,
+        target: &tower_oauth2_login::SessionMatch<'_>,
+    ) -> Result<usize, StoreError> {
+        self.inner.delete_matching(target).await
+    }
+}
+
+#[tokio::test]
+async fn sliding_the_idle_deadline_does_not_write_on_every_request() {
+    let store = CountingStore::default();
+    let saves = Arc::clone(&store.saves);
+    let app = app::start_with(Options {
+        layer: Box::new(move |b| b.with_store(store)),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    assert_eq!(saves.load(Ordering::SeqCst), 1, "the login");
+    for _ in 0..200 {
+        assert_eq!(
+            browser.get_json(&app.url("/me")).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(saves.load(Ordering::SeqCst), 1, "no write per request");
+}

@@ -81,6 +81,18 @@ pub fn routes() -> Router {
                 )
             }),
         )
+        .route(
+            "/token-hash",
+            get(|token: AccessToken| async move {
+                // A fingerprint of the token the handler got, never the token itself.
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(token.secret().as_bytes());
+                digest
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            }),
+        )
         .route("/echo", post(|| async { "posted" }))
         .route(
             "/logout",
@@ -361,4 +373,11 @@ impl TestApp {
         let callback = self.authorize(browser, &auth).await;
         browser.get(&callback).await
     }
+}
+
+/// The fingerprint `/token-hash` answers for `token`.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

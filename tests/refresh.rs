@@ -1,0 +1,148 @@
+//! The token lifecycle: refresh once per session, rotation, and what the user gets when
+//! the provider refuses or fails.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use support::app::{self, token_hash, Browser, Options};
+use tower_oauth2_login::dev::TokenBehavior;
+
+/// An app whose provider issues access tokens that live `lifetime`.
+async fn short_lived(lifetime: Duration) -> app::TestApp {
+    app::start_with(Options {
+        provider: Box::new(move |b| b.with_access_token_lifetime(lifetime)),
+        layer: Box::new(|b| b.with_http_timeout(Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_requests_after_expiry_make_one_refresh() {
+    let app = short_lived(Duration::from_secs(2)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    let first = browser.get_json(&app.url("/token-hash")).await.body;
+    assert_eq!(app.provider.refresh_requests(), 0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let requests = (0..100).map(|_| {
+        let browser = browser.clone();
+        let url = app.url("/token-hash");
+        async move { browser.get_json(&url).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    assert_eq!(
+        app.provider.refresh_requests(),
+        1,
+        "one refresh for the whole burst"
+    );
+    let fresh = token_hash(app.provider.issued_access_tokens().last().unwrap());
+    assert_ne!(fresh, first);
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body, fresh, "every request got the new token");
+    }
+    println!(
+        "refresh calls for 100 concurrent requests: {}",
+        app.provider.refresh_requests()
+    );
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_are_used_across_several_refreshes() {
+    let app = short_lived(Duration::from_secs(1)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    for round in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let res = browser.get_json(&app.url("/token-hash")).await;
+        assert_eq!(res.status, StatusCode::OK, "round {round}: {res:#?}");
+        assert_eq!(app.provider.refresh_requests(), round);
+        assert_eq!(
+            res.body,
+            token_hash(app.provider.issued_access_tokens().last().unwrap())
+        );
+    }
+    // Four refresh tokens issued (login and three rotations); the provider refuses old
+    // ones, so each refresh used the latest.
+    assert_eq!(app.provider.issued_refresh_tokens().len(), 4);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    let app = short_lived(Duration::from_secs(1)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    app.provider.revoke_all_tokens();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // A page load goes to login again, keeping its return path...
+    let page = browser.get(&app.url("/protected?keep=me")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page
+        .location()
+        .unwrap()
+        .starts_with(&app.provider.authorization_endpoint()));
+    assert_eq!(app.provider.refresh_requests(), 1);
+    let callback = app.authorize(&browser, page.location().unwrap()).await;
+    assert_eq!(
+        browser.get(&callback).await.location(),
+        Some("/protected?keep=me")
+    );
+
+    // ...and an API call of an ended session gets 401.
+    app.provider.revoke_all_tokens();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let api = browser.get_json(&app.url("/me")).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_yields_503_and_the_session_survives() {
+    for behavior in [
+        TokenBehavior::Slow(Duration::from_secs(3)),
+        TokenBehavior::ServerError,
+    ] {
+        let app = short_lived(Duration::from_secs(1)).await;
+        let browser = Browser::new();
+        app.login(&browser, "/protected").await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        app.provider.set_token_behavior(behavior.clone());
+
+        let page = browser.get(&app.url("/protected")).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{behavior:?}");
+        assert!(page.header("retry-after").is_some());
+        assert!(page.body.contains("still signed in"));
+        let api = browser.get_json(&app.url("/me")).await;
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+
+        app.provider.set_token_behavior(TokenBehavior::Normal);
+        // Past a slow answer still being served by the provider.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let page = browser.get(&app.url("/protected")).await;
+        assert_eq!(
+            page.status,
+            StatusCode::OK,
+            "{behavior:?}: the session survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_within_the_skew_is_served_when_the_refresh_fails() {
+    // A 20-second token with a 60-second skew: refreshed from its 15th second (a quarter
+    // of its life), still valid until its 20th.
+    let app = short_lived(Duration::from_secs(20)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    let before = browser.get_json(&app.url("/token-hash")).await.body;
+    app.provider.set_token_behavior(TokenBehavior::ServerError);
+    tokio::time::sleep(Duration::from_millis(16_000)).await;
+    let res = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.body, before, "the old, still valid token");
+    assert!(app.provider.refresh_requests() >= 1);
+}
