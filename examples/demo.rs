@@ -30,7 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use tower_oauth2_login::dev::{DevClient, DevProvider};
-use tower_oauth2_login::{AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
+use tower_oauth2_login::{AccessToken, AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -96,11 +96,16 @@ async fn main() -> Result<(), Error> {
             builder.with_cookie_key(base64::engine::general_purpose::STANDARD.decode(key.trim())?);
     }
     let login = builder.build()?;
+    let userinfo_url = login.userinfo_endpoint().map(str::to_string);
 
     let app = Router::new()
         .route("/", get(home))
         .route("/protected", get(protected))
         .route("/me", get(me))
+        .route(
+            "/userinfo",
+            get(move |token: AccessToken| userinfo(token, userinfo_url.clone())),
+        )
         .route("/logout", get(logout_page))
         .route("/logged-out", get(logged_out))
         .route("/healthz", get(|| async { "ok" }))
@@ -181,7 +186,7 @@ fn page(title: &str, body: &str) -> Html<String> {
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}</style>\
          </head><body><h1>{title}</h1>{body}\
-         <p><a href=\"/\">Home</a> · <a href=\"/protected\">Protected</a> · <a href=\"/me\">/me</a> · <a href=\"/logout\">Sign out</a></p>\
+         <p><a href=\"/\">Home</a> · <a href=\"/protected\">Protected</a> · <a href=\"/me\">/me</a> · <a href=\"/userinfo\">/userinfo</a> · <a href=\"/logout\">Sign out</a></p>\
          </body></html>"
     ))
 }
@@ -233,6 +238,40 @@ async fn me(user: AuthUser) -> impl IntoResponse {
         "claims": user.claims(),
         "scopes": user.scopes(),
     }))
+}
+
+/// Calls the provider's userinfo endpoint with the user's access token, which the layer
+/// keeps fresh: a long-lived session keeps working here.
+async fn userinfo(token: AccessToken, url: Option<String>) -> impl IntoResponse {
+    let Some(url) = url else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no userinfo endpoint"})),
+        );
+    };
+    let answer = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token.secret())
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match answer {
+        Ok(res) if res.status().is_success() => match res.json::<serde_json::Value>().await {
+            Ok(json) => (StatusCode::OK, Json(json)),
+            Err(_) => (
+                StatusCode::BAD_GATEWAY,
+                Json(serde_json::json!({"error": "userinfo is not JSON"})),
+            ),
+        },
+        Ok(res) => (
+            StatusCode::BAD_GATEWAY,
+            Json(serde_json::json!({"error": "userinfo refused", "status": res.status().as_u16()})),
+        ),
+        Err(_) => (
+            StatusCode::BAD_GATEWAY,
+            Json(serde_json::json!({"error": "userinfo unreachable"})),
+        ),
+    }
 }
 
 async fn logout_page(user: Option<AuthUser>) -> Html<String> {

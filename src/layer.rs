@@ -68,6 +68,12 @@ impl LoginLayer {
         &self.inner.logout_path
     }
 
+    /// The provider's userinfo endpoint, configured or discovered, for handlers that want
+    /// fresh claims (call it with the [`AccessToken`](crate::AccessToken)).
+    pub fn userinfo_endpoint(&self) -> Option<&str> {
+        self.inner.userinfo_url.as_ref().map(|u| u.as_str())
+    }
+
     /// The callback path, from the redirect URL.
     pub fn callback_path(&self) -> &str {
         &self.inner.callback_path

@@ -210,3 +210,87 @@ async fn logout_return_without_or_with_a_wrong_state() {
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
     assert!(wrong.body.contains("You are signed out"));
 }
+
+#[tokio::test]
+async fn a_five_second_token_is_refreshed_and_keeps_working_at_the_provider() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let provider = OidcProvider::start_with(
+        OidcProviderOptions::new(&[format!("{base}/auth/callback")])
+            .access_token_ttl(Duration::from_secs(5)),
+    )
+    .await;
+    let layer = LoginLayer::builder()
+        .with_client_id(CONFIDENTIAL_CLIENT_ID)
+        .with_client_secret(CONFIDENTIAL_CLIENT_SECRET)
+        .with_redirect_url(format!("{base}/auth/callback"))
+        .with_scopes(["openid", "profile"])
+        .discover(provider.issuer())
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    let userinfo = layer.userinfo_endpoint().unwrap().to_string();
+    // A handler that uses the token at the provider, as an app would.
+    let app = routes()
+        .route(
+            "/at-provider",
+            axum::routing::get(move |token: tower_oauth2_login::AccessToken| {
+                let userinfo = userinfo.clone();
+                async move {
+                    let res = reqwest::Client::new()
+                        .get(userinfo)
+                        .bearer_auth(token.secret())
+                        .send()
+                        .await
+                        .unwrap();
+                    format!("{}", res.status().as_u16())
+                }
+            }),
+        )
+        .layer(layer);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let it = Interop {
+        base,
+        provider,
+        server,
+    };
+    let browser = Browser::new();
+    sign_in(&it, &browser, &provider_http_client()).await;
+    let first = browser.get_json(&it.url("/token-hash")).await.body;
+    assert_eq!(browser.get(&it.url("/at-provider")).await.body, "200");
+
+    let refreshes = || {
+        it.provider
+            .logs()
+            .matches("EVENT grant.success refresh_token")
+            .count()
+    };
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        // Thirty requests of the session at once, after expiry.
+        let answers = futures_util::future::join_all((0..30).map(|_| {
+            let browser = browser.clone();
+            let url = it.url("/at-provider");
+            async move { browser.get(&url).await }
+        }))
+        .await;
+        for at_provider in answers {
+            assert_eq!(
+                at_provider.body, "200",
+                "round {round}: the refreshed token works at the provider"
+            );
+        }
+        assert_eq!(
+            refreshes(),
+            round,
+            "one refresh per expiry\n{}",
+            it.provider.logs()
+        );
+    }
+    assert_ne!(browser.get_json(&it.url("/token-hash")).await.body, first);
+    println!(
+        "oidc-provider refresh grants after two expiries of 30 concurrent requests: {}",
+        refreshes()
+    );
+}

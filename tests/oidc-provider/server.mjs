@@ -211,7 +211,10 @@ for (const event of errorEvents) {
   });
 }
 
-// Revoked tokens and RP-initiated logouts, for the tests to observe.
+// Token endpoint grants, revoked tokens and RP-initiated logouts, for the tests to observe.
+provider.on('grant.success', (ctx) => {
+  process.stderr.write(`EVENT grant.success ${ctx?.oidc?.params?.grant_type}\n`);
+});
 for (const event of ['refresh_token.destroyed', 'access_token.destroyed', 'grant.revoked']) {
   provider.on(event, () => process.stderr.write(`EVENT ${event}\n`));
 }
