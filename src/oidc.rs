@@ -211,10 +211,14 @@ impl Oidc {
             self.refetch_keys(http, 0).await;
             (keys, generation) = self.current_keys();
         }
+        // A key the cache does not know: one re-fetch (shared, rate-limited), then a
+        // second try. Without a `kid`, a bad signature may also mean a rotated key.
+        let has_kid = token_has_kid(raw);
         let claims = match self.check(&token, &keys, nonce) {
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) if self.refetch_keys(http, generation).await => {
+            Err(ClaimsVerificationError::SignatureVerification(e))
+                if (matches!(e, SignatureVerificationError::NoMatchingKey) || !has_kid)
+                    && self.refetch_keys(http, generation).await =>
+            {
                 let (keys, _) = self.current_keys();
                 self.check(&token, &keys, nonce)
             }
@@ -260,7 +264,37 @@ impl Oidc {
         })
     }
 
+    /// Verifies with the whole key set, or, when the token has no `kid` and several keys
+    /// could have signed it (which `openidconnect` refuses as ambiguous), with each key in
+    /// turn: DESIGN.md lets a relying party reject or try them all, and trying them keeps
+    /// working across a rotation that publishes two keys.
     fn check(
+        &self,
+        token: &IdToken,
+        keys: &CoreJsonWebKeySet,
+        nonce: NonceCheck<'_>,
+    ) -> Result<IdTokenClaims, ClaimsVerificationError> {
+        match self.check_with(token, keys, nonce) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::AmbiguousKeyId(_),
+            )) => {
+                let mut last = Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                ));
+                for key in keys.keys() {
+                    let single = JsonWebKeySet::new(vec![key.clone()]);
+                    last = self.check_with(token, &single, nonce);
+                    if last.is_ok() {
+                        break;
+                    }
+                }
+                last
+            }
+            other => other,
+        }
+    }
+
+    fn check_with(
         &self,
         token: &IdToken,
         keys: &CoreJsonWebKeySet,
@@ -428,6 +462,15 @@ fn describe(e: &ClaimsVerificationError) -> &'static str {
         }
         _ => "the ID token is not valid",
     }
+}
+
+/// Whether the JOSE header of a compact JWS names a key.
+fn token_has_kid(raw: &str) -> bool {
+    raw.split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<JoseHeader>(&h).ok())
+        .is_some_and(|h| h.kid.is_some())
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

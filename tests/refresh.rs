@@ -13,7 +13,7 @@ use tower_oauth2_login::dev::TokenBehavior;
 async fn short_lived(lifetime: Duration) -> app::TestApp {
     app::start_with(Options {
         provider: Box::new(move |b| b.with_access_token_lifetime(lifetime)),
-        layer: Box::new(|b| b.with_http_timeout(Duration::from_secs(1))),
+        layer: Box::new(|b| b.with_http_timeout(Duration::from_secs(2))),
         ..Default::default()
     })
     .await
@@ -21,12 +21,12 @@ async fn short_lived(lifetime: Duration) -> app::TestApp {
 
 #[tokio::test]
 async fn a_hundred_concurrent_requests_after_expiry_make_one_refresh() {
-    let app = short_lived(Duration::from_secs(2)).await;
+    let app = short_lived(Duration::from_secs(3)).await;
     let browser = Browser::new();
     app.login(&browser, "/protected").await;
     let first = browser.get_json(&app.url("/token-hash")).await.body;
     assert_eq!(app.provider.refresh_requests(), 0);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
 
     let requests = (0..100).map(|_| {
         let browser = browser.clone();
@@ -53,11 +53,11 @@ async fn a_hundred_concurrent_requests_after_expiry_make_one_refresh() {
 
 #[tokio::test]
 async fn rotated_refresh_tokens_are_used_across_several_refreshes() {
-    let app = short_lived(Duration::from_secs(1)).await;
+    let app = short_lived(Duration::from_secs(3)).await;
     let browser = Browser::new();
     app.login(&browser, "/protected").await;
     for round in 1..=3 {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         let res = browser.get_json(&app.url("/token-hash")).await;
         assert_eq!(res.status, StatusCode::OK, "round {round}: {res:#?}");
         assert_eq!(app.provider.refresh_requests(), round);
@@ -73,11 +73,11 @@ async fn rotated_refresh_tokens_are_used_across_several_refreshes() {
 
 #[tokio::test]
 async fn a_refused_refresh_ends_the_session() {
-    let app = short_lived(Duration::from_secs(1)).await;
+    let app = short_lived(Duration::from_secs(3)).await;
     let browser = Browser::new();
     app.login(&browser, "/protected").await;
     app.provider.revoke_all_tokens();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
 
     // A page load goes to login again, keeping its return path...
     let page = browser.get(&app.url("/protected?keep=me")).await;
@@ -95,7 +95,7 @@ async fn a_refused_refresh_ends_the_session() {
 
     // ...and an API call of an ended session gets 401.
     app.provider.revoke_all_tokens();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let api = browser.get_json(&app.url("/me")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
 }
@@ -103,13 +103,13 @@ async fn a_refused_refresh_ends_the_session() {
 #[tokio::test]
 async fn a_provider_that_fails_yields_503_and_the_session_survives() {
     for behavior in [
-        TokenBehavior::Slow(Duration::from_secs(3)),
+        TokenBehavior::Slow(Duration::from_secs(4)),
         TokenBehavior::ServerError,
     ] {
-        let app = short_lived(Duration::from_secs(1)).await;
+        let app = short_lived(Duration::from_secs(3)).await;
         let browser = Browser::new();
         app.login(&browser, "/protected").await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         app.provider.set_token_behavior(behavior.clone());
 
         let page = browser.get(&app.url("/protected")).await;

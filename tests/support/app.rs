@@ -115,6 +115,8 @@ pub struct Options {
     pub routes: Option<Router>,
     /// Wrap the router (e.g. `require_login` on a sub-router) given the built layer.
     pub app: Option<Box<dyn FnOnce(LoginLayer) -> Router + Send>>,
+    /// Configure the layer by OpenID Connect discovery of the provider (before `layer`).
+    pub discover: bool,
 }
 
 impl Default for Options {
@@ -125,6 +127,7 @@ impl Default for Options {
             layer: Box::new(|b| b),
             routes: None,
             app: None,
+            discover: false,
         }
     }
 }
@@ -144,7 +147,9 @@ pub async fn start_with(options: Options) -> TestApp {
         Client::Post => DevClient::confidential(CLIENT_ID, CLIENT_SECRET, &redirect_url)
             .with_auth(tower_oauth2_login::dev::DevClientAuth::ClientSecretPost),
         Client::Public => DevClient::public(CLIENT_ID, &redirect_url),
-    };
+    }
+    .with_post_logout_redirect_uri(format!("{base}/auth/logout-callback"))
+    .with_backchannel_logout_uri(format!("{base}/auth/backchannel-logout"));
     let provider = (options.provider)(
         DevProvider::builder()
             .with_client(dev_client)
@@ -154,12 +159,21 @@ pub async fn start_with(options: Options) -> TestApp {
     .await
     .unwrap();
 
-    let mut builder = LoginLayer::builder()
+    let mut builder = LoginLayer::builder();
+    builder = if options.discover {
+        builder
+            .discover(provider.issuer())
+            .await
+            .expect("discovery of the embedded provider")
+    } else {
+        builder
+            .with_authorization_endpoint(provider.authorization_endpoint())
+            .with_token_endpoint(provider.token_endpoint())
+            .with_userinfo_endpoint(provider.userinfo_endpoint())
+            .with_issuer(provider.issuer())
+    };
+    builder = builder
         .with_client_id(CLIENT_ID)
-        .with_authorization_endpoint(provider.authorization_endpoint())
-        .with_token_endpoint(provider.token_endpoint())
-        .with_userinfo_endpoint(provider.userinfo_endpoint())
-        .with_issuer(provider.issuer())
         .with_redirect_url(&redirect_url)
         .with_scopes(["openid", "profile"])
         .with_logout_path("/logout")
