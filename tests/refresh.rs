@@ -146,3 +146,32 @@ async fn a_token_within_the_skew_is_served_when_the_refresh_fails() {
     assert_eq!(res.body, before, "the old, still valid token");
     assert!(app.provider.refresh_requests() >= 1);
 }
+
+#[tokio::test]
+async fn a_slow_refresh_does_not_block_other_sessions() {
+    let app = short_lived(Duration::from_secs(3)).await;
+    let slow_user = Browser::new();
+    app.login(&slow_user, "/protected").await;
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    let other_user = Browser::new();
+    app.login(&other_user, "/protected").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The first session's token has expired, the second's has not.
+    app.provider
+        .set_token_behavior(TokenBehavior::Slow(Duration::from_millis(1500)));
+    let slow = tokio::spawn({
+        let url = app.url("/me");
+        async move { slow_user.get_json(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let res = other_user.get_json(&app.url("/me")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "served while the other session refreshes: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert_eq!(app.provider.refresh_requests(), 1);
+}
