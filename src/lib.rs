@@ -11,7 +11,11 @@
 //!   (client secret by Basic or POST, or PKCE alone for a public client).
 //! - Tokens stay on the server. The browser holds an opaque session cookie only
 //!   (`HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-` over https).
-//! - Handlers take [`AuthUser`], `Option<AuthUser>` or [`AccessToken`].
+//! - Handlers take [`AuthUser`], `Option<AuthUser>` or [`AccessToken`]; the access token is
+//!   refreshed before it expires, once per session however many requests arrive together.
+//! - With [`LoginLayerBuilder::discover`] it is an OpenID Connect relying party: verified ID
+//!   tokens (once, at login), nonce, JWKS rotation, userinfo, RP-initiated and back-channel
+//!   logout.
 //!
 //! ## Quick start
 //!
@@ -54,8 +58,9 @@
 //! |---|---|
 //! | the callback path (from the redirect URL) | state, iss, code exchange, new session, `303` back |
 //! | `GET` the login path (`/auth/login?return_to=/x`) | `303` to the provider |
-//! | `POST` the logout path | session deleted, cookie cleared, `303` to the post-logout page |
-//! | valid session cookie | [`AuthUser`] in the request extensions, then your handler |
+//! | `POST` the logout path | session deleted, cookie cleared, refresh token revoked, `303` to the provider's end-session endpoint or the post-logout page |
+//! | `POST` the back-channel logout path | logout token verified, matching sessions deleted |
+//! | valid session cookie | token refreshed if about to expire, [`AuthUser`] in the request extensions, then your handler |
 //! | no session, public path | your handler (`Option<AuthUser>` is `None`) |
 //! | no session, page load | `303` to the provider, back to this page after login |
 //! | no session, API call | `401` with `WWW-Authenticate` and JSON |
