@@ -16,7 +16,9 @@
 //!   this harness started, nothing found by name) and removes the profile. When the test is
 //!   failing, it first saves a screenshot, the page's HTML and its URL to
 //!   `target/browser-screenshots/<test>.png` (`.html`, `.txt`), and says where.
-//! * No chromium or chromedriver is a clear failure that names `scripts/test.sh`, never a skip.
+//! * Starting is the one thing retried (three attempts, each reported): on a busy machine
+//!   chromedriver or Chromium may fail to come up. No chromium or chromedriver at all is a
+//!   clear failure that names `scripts/test.sh`, never a skip.
 //!
 //! `CHROMIUM` and `CHROMEDRIVER` override the binaries (`/usr/bin/chromium`,
 //! `/usr/bin/chromedriver`), `BROWSER_TESTS_PARALLEL` the number of browsers at once (2), and
@@ -81,8 +83,10 @@ fn env_number(name: &str) -> Option<u64> {
 static SLOTS: LazyLock<Arc<Semaphore>> =
     LazyLock::new(|| Arc::new(Semaphore::new(parallel_browsers())));
 
-/// How long starting chromedriver or a Chromium session may take.
+/// How long starting chromedriver may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at starting chromedriver and Chromium before the test fails.
+const START_ATTEMPTS: usize = 3;
 /// Lines of chromedriver output kept for failure reports.
 const LOG_LINES_KEPT: usize = 200;
 
@@ -131,7 +135,8 @@ struct ChromeDriver {
 }
 
 impl ChromeDriver {
-    fn start() -> ChromeDriver {
+    /// Starts chromedriver on a port of its choosing and waits until it says which.
+    async fn start() -> Result<ChromeDriver, String> {
         let path = binary("CHROMEDRIVER", "/usr/bin/chromedriver");
         let mut child = Command::new(&path)
             .arg("--port=0")
@@ -139,18 +144,22 @@ impl ChromeDriver {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+            .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut port_tx = Some(port_tx);
+                for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
                     // "ChromeDriver was started successfully on port 36755."
                     if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                        let _ = port_tx.send(rest.trim_end_matches('.').trim().parse::<u16>());
+                        if let Some(tx) = port_tx.take() {
+                            let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>());
+                        }
                     }
                     push_log(&log, line);
                 }
@@ -159,8 +168,8 @@ impl ChromeDriver {
         {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    push_log(&log, format!("[stderr] {line}"));
+                for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                    push_log(&log, format!("[stderr] {}", String::from_utf8_lossy(&line)));
                 }
             });
         }
@@ -169,20 +178,23 @@ impl ChromeDriver {
             port: 0,
             log,
         };
-        match port_rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(port)) => driver.port = port,
+        match tokio::time::timeout(START_TIMEOUT, port_rx).await {
+            Ok(Ok(Ok(port))) => {
+                driver.port = port;
+                Ok(driver)
+            }
             other => {
                 // Give the output readers a moment to collect the last lines.
-                std::thread::sleep(Duration::from_millis(200));
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 let status = driver.child.try_wait();
-                panic!(
+                Err(format!(
                     "chromedriver did not report its port ({other:?}; exit status {status:?}); \
                      its output:\n{}",
                     driver.logs()
-                )
+                ))
+                // `driver` is dropped here: the process is killed.
             }
         }
-        driver
     }
 
     fn url(&self) -> String {
@@ -328,8 +340,43 @@ impl Browser {
         for ext in ["png", "html", "txt"] {
             let _ = std::fs::remove_file(screenshot_dir().join(format!("{name}.{ext}")));
         }
-        let driver = ChromeDriver::start();
-        let profile = Profile::new(&name);
+        // Starting is the one step retried: on a busy machine chromedriver or Chromium can fail
+        // to come up; what the tests check is never retried.
+        let mut failures = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::launch(&name, &chromium).await {
+                Ok((driver, profile, client, session_id)) => {
+                    return Browser {
+                        client,
+                        session_id,
+                        name,
+                        driver,
+                        _profile: profile,
+                        _slot: slot,
+                    }
+                }
+                Err(why) => {
+                    eprintln!(
+                        "browser test `{name}`: the browser did not start \
+                         (attempt {attempt} of {START_ATTEMPTS}): {why}"
+                    );
+                    failures.push(why);
+                }
+            }
+        }
+        panic!(
+            "the browser did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    /// One attempt at chromedriver and a Chromium session in a fresh profile.
+    async fn launch(
+        name: &str,
+        chromium: &Path,
+    ) -> Result<(ChromeDriver, Profile, Client, String), String> {
+        let driver = ChromeDriver::start().await?;
+        let profile = Profile::new(name);
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let capabilities: Capabilities = match json!({
@@ -349,27 +396,19 @@ impl Browser {
             .capabilities(capabilities)
             .connect(&driver.url())
             .await;
-        let client = match connect {
-            Ok(client) => client,
-            Err(e) => panic!(
+        let client = connect.map_err(|e| {
+            format!(
                 "chromedriver could not start Chromium: {e}\nchromedriver output:\n{}",
                 driver.logs()
-            ),
-        };
+            )
+        })?;
         let session_id = client
             .session_id()
             .await
             .ok()
             .flatten()
-            .expect("a WebDriver session id");
-        Browser {
-            client,
-            session_id,
-            name,
-            driver,
-            _profile: profile,
-            _slot: slot,
-        }
+            .ok_or("no WebDriver session id")?;
+        Ok((driver, profile, client, session_id))
     }
 
     /// The fantoccini client, for what the helpers below do not cover.
