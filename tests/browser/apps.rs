@@ -4,8 +4,9 @@
 //! * [`EmbeddedApp`]: an app behind the real layer, in this process, with the embedded
 //!   development provider showing its login form (not auto-login); its knobs and counters
 //!   are at hand, and every request the app gets is recorded.
-//! * [`OidcApp`]: the same app against panva's `oidc-provider` (a `node` process), through
-//!   its `/auth`, `/token` and `/me`, with `iss` required (RFC 9207).
+//! * [`OidcApp`]: the same app against panva's `oidc-provider` (a `node` process): as a plain
+//!   OAuth 2.0 client of its `/auth`, `/token` and `/me`, with `iss` required (RFC 9207), or
+//!   as an OpenID Connect relying party configured by discovery.
 //! * [`Demo`]: the README's demo binary (`target/<profile>/examples/demo`), configured by its
 //!   environment.
 
@@ -199,30 +200,53 @@ impl Drop for OidcApp {
 }
 
 impl OidcApp {
-    /// The app against oidc-provider on [`PROVIDER_HOST`] as `client`; `layer` adjusts the
-    /// layer's configuration.
+    /// The app against oidc-provider on [`PROVIDER_HOST`] as `client`, a plain OAuth 2.0
+    /// client of its endpoints; `layer` adjusts the layer's configuration.
     pub async fn start(
         client: OidcClient,
+        layer: impl FnOnce(LoginLayerBuilder) -> LoginLayerBuilder,
+    ) -> OidcApp {
+        Self::start_as(client, false, layer).await
+    }
+
+    /// The app as an OpenID Connect relying party of oidc-provider on [`PROVIDER_HOST`],
+    /// configured by discovery (ID tokens, RP-initiated logout back to
+    /// `/auth/logout-callback`, revocation).
+    pub async fn start_discovered(client: OidcClient) -> OidcApp {
+        Self::start_as(client, true, |l| l).await
+    }
+
+    async fn start_as(
+        client: OidcClient,
+        discovery: bool,
         layer: impl FnOnce(LoginLayerBuilder) -> LoginLayerBuilder,
     ) -> OidcApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let redirect = format!("{base}/auth/callback");
         let provider = OidcProvider::start_with(
-            OidcProviderOptions::new(std::slice::from_ref(&redirect)).host(PROVIDER_HOST),
+            OidcProviderOptions::new(std::slice::from_ref(&redirect))
+                .post_logout_redirect_uris(&[format!("{base}/auth/logout-callback")])
+                .host(PROVIDER_HOST),
         )
         .await;
         assert!(provider.issuer().starts_with("http://127.0.0.2:"));
-        let builder = LoginLayer::builder()
-            .with_authorization_endpoint(provider.authorization_endpoint())
-            .with_token_endpoint(provider.token_endpoint())
-            .with_userinfo_endpoint(provider.userinfo_endpoint())
-            .with_issuer(provider.issuer())
-            // The provider advertises authorization_response_iss_parameter_supported.
-            .with_iss_parameter_required(true)
+        let builder = LoginLayer::builder();
+        let builder = if discovery {
+            builder.with_scopes(["openid", "profile", "email"])
+        } else {
+            builder
+                .with_authorization_endpoint(provider.authorization_endpoint())
+                .with_token_endpoint(provider.token_endpoint())
+                .with_userinfo_endpoint(provider.userinfo_endpoint())
+                .with_issuer(provider.issuer())
+                // The provider advertises authorization_response_iss_parameter_supported.
+                .with_iss_parameter_required(true)
+                // Its userinfo endpoint needs the openid scope on the access token.
+                .with_scopes(["openid", "profile"])
+        };
+        let builder = builder
             .with_redirect_url(&redirect)
-            // Its userinfo endpoint needs the openid scope on the access token.
-            .with_scopes(["openid", "profile"])
             .with_logout_path("/logout")
             .with_post_logout_redirect("/logged-out")
             .with_public_path("/")
@@ -234,6 +258,14 @@ impl OidcApp {
                 .with_client_secret(CONFIDENTIAL_CLIENT_SECRET)
                 .with_client_auth(ClientAuth::ClientSecretBasic),
             OidcClient::Public => builder.with_client_id(PUBLIC_CLIENT_ID),
+        };
+        let builder = if discovery {
+            builder
+                .discover(provider.issuer())
+                .await
+                .expect("discovery")
+        } else {
+            builder
         };
         let login = layer(builder).build().expect("valid configuration");
         let app = routes().layer(login);

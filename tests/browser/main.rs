@@ -4,16 +4,14 @@
 //! in a browser.
 //!
 //! Providers: the embedded development provider with its login form (in this process, or in
-//! the demo binary), panva's `oidc-provider` (OpenID Connect provider used as plain OAuth 2.0),
-//! and the embedded provider in its GitHub shape (no OpenID Connect).
+//! the demo binary), panva's `oidc-provider` (as a plain OAuth 2.0 provider, and as an OpenID
+//! Connect provider found by discovery, for RP-initiated logout), and the embedded provider in
+//! its GitHub shape (no OpenID Connect).
 //!
 //! `bash scripts/test.sh` installs Chromium and ChromeDriver (Debian's `chromium` and
 //! `chromium-driver`) and the oidc-provider's npm packages; `harness.rs` says how the browser
 //! is run, waited on and cleaned up, and where a failing test leaves its screenshot
 //! (`target/browser-screenshots/<test>.png`).
-//!
-//! Not here yet: OpenID Connect RP-initiated logout (sign out at the provider too), which
-//! comes with the OpenID Connect work; its scenario is added with the feature.
 
 mod apps;
 mod harness;
@@ -515,4 +513,47 @@ async fn github_style_provider_signs_in_through_the_demo() {
     assert_eq!(me["claims"]["id"].as_u64(), subject.parse::<u64>().ok());
     assert!(me["claims"].get("sub").is_none(), "{me}");
     assert_eq!(me["scopes"], serde_json::json!(["read:user"]));
+}
+
+/// OpenID Connect RP-initiated logout, across sites: signing out ends the app's session at
+/// once and sends the browser to the provider's end-session page; "Yes, sign me out" ends the
+/// provider's session too and comes back, with the `state` whose cookie must survive the
+/// cross-site return, to the post-logout page. The next sign-in asks for the password again.
+#[tokio::test]
+async fn rp_initiated_logout_signs_out_at_the_provider_too() {
+    let b = Browser::start().await;
+    let it = OidcApp::start_discovered(OidcClient::Confidential).await;
+    let page = it.url("/protected?via=discovery");
+    b.goto(&page).await;
+    oidc_sign_in(&b, "dora").await;
+    b.wait_for_exact_url(&page).await;
+    assert_eq!(b.text("#who").await, "dora");
+    only_the_session_cookie(&b).await;
+
+    b.goto(&it.url("/logout")).await;
+    b.click("#signout").await;
+    b.wait_for_url("the provider's end-session page", |u| {
+        u.host_str() == Some(PROVIDER_HOST) && u.path().starts_with("/session/end")
+    })
+    .await;
+    // Signed out of the app already; only the logout state waits, at its own path.
+    let jar = app_cookies_in_jar(&b).await;
+    assert_eq!(jar.len(), 1, "{jar:#?}");
+    assert_eq!(jar[0]["name"], "oauth2_logout_state", "{jar:#?}");
+    assert_eq!(jar[0]["path"], "/auth/logout-callback");
+    assert_eq!(jar[0]["httpOnly"], true);
+    assert_eq!(jar[0]["sameSite"], "Lax");
+
+    b.click("button[name=logout][value=yes]").await;
+    b.wait_for_exact_url(&it.url("/logged-out")).await;
+    b.find("#bye").await;
+    assert_eq!(
+        app_cookies_in_jar(&b).await,
+        Vec::<Value>::new(),
+        "no session and no logout state left"
+    );
+
+    // The provider forgot the user too: no silent sign-in.
+    b.goto(&it.url("/protected?again=1")).await;
+    oidc_form(&b).await;
 }
