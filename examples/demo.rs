@@ -19,6 +19,7 @@
 //! | `OAUTH_SCOPES` | space-separated scopes |
 //! | `APP_ADDR` | where the app listens, default `127.0.0.1:3000` |
 //! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port) |
+//! | `DEV_PROVIDER_SHAPE` | `standard` (default: OpenID Connect-like userinfo, subject `sub`) or `github` (no OpenID Connect: the user from `/user` with a numeric `id`, scope `read:user`, as GitHub) |
 //! | `COOKIE_KEY` | base64 of at least 64 random bytes; random at start-up when absent |
 
 use std::env;
@@ -29,7 +30,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
+use tower_oauth2_login::dev::{DevClient, DevProvider, UserShape};
 use tower_oauth2_login::{AccessToken, AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +54,7 @@ async fn main() -> Result<(), Error> {
 
     // Kept alive for as long as the app runs.
     let mut dev_provider = None;
+    let mut github_style = false;
     let builder = if env::var_os("OAUTH_AUTH_URL").is_some() {
         real_provider()?
     } else if let Ok(issuer) = env::var("OAUTH_ISSUER") {
@@ -66,8 +68,19 @@ async fn main() -> Result<(), Error> {
         let addr: SocketAddr = env::var("DEV_PROVIDER_ADDR")
             .unwrap_or_else(|_| "127.0.0.1:0".into())
             .parse()?;
+        let shape = match env::var("DEV_PROVIDER_SHAPE").as_deref() {
+            Err(_) | Ok("standard") => UserShape::Standard,
+            Ok("github") => UserShape::GitHub,
+            Ok(other) => {
+                return Err(format!(
+                    "DEV_PROVIDER_SHAPE must be `standard` or `github`, not {other:?}"
+                )
+                .into())
+            }
+        };
         let provider = DevProvider::builder()
             .with_addr(addr)
+            .with_user_shape(shape)
             .with_client(DevClient::confidential("demo", &secret, &redirect_url))
             .start()
             .await?;
@@ -76,10 +89,22 @@ async fn main() -> Result<(), Error> {
             .with_client_secret(secret)
             .with_authorization_endpoint(provider.authorization_endpoint())
             .with_token_endpoint(provider.token_endpoint())
-            .with_userinfo_endpoint(provider.userinfo_endpoint())
-            .with_issuer(provider.issuer())
-            .with_scopes(["openid", "profile"]);
+            // The embedded provider names its issuer in the callback (RFC 9207); GitHub
+            // does not, so examples/github.rs sets none.
+            .with_issuer(provider.issuer());
+        let builder = match shape {
+            // GitHub's way (see examples/github.rs): no OpenID Connect, the user from
+            // `GET /user`, named by its numeric `id`.
+            UserShape::GitHub => builder
+                .with_userinfo_endpoint(format!("{}/user", provider.base_url()))
+                .with_subject_field("id")
+                .with_scopes(["read:user"]),
+            UserShape::Standard => builder
+                .with_userinfo_endpoint(provider.userinfo_endpoint())
+                .with_scopes(["openid", "profile"]),
+        };
         dev_provider = Some(provider);
+        github_style = shape == UserShape::GitHub;
         builder
     };
 
@@ -118,8 +143,9 @@ async fn main() -> Result<(), Error> {
     println!("  Demo app:  http://{app_addr}/");
     match &dev_provider {
         Some(p) => println!(
-            "  Provider:  the embedded development provider at {} — sign in with any user name",
-            p.base_url()
+            "  Provider:  the embedded development provider at {}{} — sign in with any user name",
+            p.base_url(),
+            if github_style { " (GitHub-style)" } else { "" }
         ),
         None => println!(
             "  Provider:  {}",

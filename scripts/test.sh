@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run execs this script).
 #
 # Works on a fresh machine and is idempotent: it first installs what the tests need when it is
-# missing (the npm packages of the test OpenID Provider in tests/oidc-provider, ...), then runs
+# missing (the npm packages of the test OpenID Provider in tests/oidc-provider, Debian's chromium
+# and chromium-driver for the browser tests, ...), then runs
 #   cargo fmt --check, cargo clippy (-D warnings), cargo doc (-D warnings), cargo test.
 # Arguments are passed on to `cargo test`, e.g. `scripts/test.sh -- --nocapture`.
 set -euo pipefail
@@ -82,7 +83,8 @@ ensure_chromium() {
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
         apt_install chromium chromium-driver
     fi
-    chromium --version
+    # (Debian's launcher script may print a harmless shell warning on stderr.)
+    chromium --version 2>/dev/null || die "chromium is installed but does not start"
     chromedriver --version
 }
 
@@ -99,7 +101,7 @@ cargo clippy --version >/dev/null 2>&1 || die "clippy is missing (cargo clippy)"
 banner "Test dependencies"
 ensure_oidc_provider
 # ensure_redis_server   # <- enable with the Redis session-store tests
-# ensure_chromium       # <- enable with the browser tests
+ensure_chromium         # the browser tests (tests/browser/): headless Chromium + ChromeDriver
 
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -18,7 +18,9 @@
 //!   granted scope contains `openid` (and the user shape is [`UserShape::Standard`]) the
 //!   response carries an RS256-signed `id_token`, also after a refresh.
 //! * `GET /userinfo` (also at `GET /user`, GitHub style) returns the signed-in user for a valid
-//!   bearer access token, in a standard (OpenID Connect-like) or a GitHub-like JSON shape.
+//!   bearer access token, in a standard (OpenID Connect-like) or a GitHub-like JSON shape
+//!   ([`UserShape`]; the GitHub shape's token endpoint also answers form-encoded unless asked
+//!   for JSON, as GitHub's does).
 //! * `GET /jwks` serves the public signing keys; the keys are embedded RSA keys, three of them
 //!   for rotation ([`DevProvider::rotate_signing_key`]).
 //! * `POST /revoke` revokes access and refresh tokens (RFC 7009).
@@ -272,7 +274,9 @@ pub enum UserShape {
     #[default]
     Standard,
     /// GitHub-like: `{"id": <number>, "login", "name"}` (no `sub`). The numeric id is derived
-    /// from the username, so it is stable across runs.
+    /// from the username, so it is stable across runs. As GitHub's, the token endpoint then
+    /// answers `application/x-www-form-urlencoded` unless the request has
+    /// `Accept: application/json`.
     GitHub,
 }
 

@@ -113,6 +113,8 @@ pub(super) async fn post_token(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
+        // As every OAuth 2.0 client library sends it (`oauth2` does).
+        .header(reqwest::header::ACCEPT, "application/json")
         .body(encode(params));
     if let Some(authorization) = authorization {
         request = request.header(reqwest::header::AUTHORIZATION, authorization);
@@ -837,6 +839,59 @@ async fn userinfo_shapes_and_errors() {
     assert_eq!(github_id("octo-cat"), github_id("octo-cat"));
     assert_ne!(github_id("octo-cat"), github_id("octo-dog"));
     assert!(github_id("x") < 1 << 53);
+}
+
+#[tokio::test]
+async fn github_shape_answers_form_encoded_unless_json_is_asked_for() {
+    let gh = provider(
+        DevProvider::builder()
+            .with_user_shape(UserShape::GitHub)
+            .with_auto_login("octo-cat"),
+    )
+    .await;
+    let (verifier, challenge) = pkce();
+    let code = get_code(&gh, "conf", &challenge).await;
+    let response = http()
+        .post(gh.token_endpoint())
+        .header(reqwest::header::AUTHORIZATION, basic("conf", SECRET))
+        .header(reqwest::header::ACCEPT, "*/*")
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "application/x-www-form-urlencoded"
+    );
+    let body = response.text().await.unwrap();
+    let fields: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    assert!(!fields["access_token"].is_empty(), "{body}");
+    assert_eq!(fields["token_type"], "Bearer");
+    assert_eq!(fields["expires_in"], "3600");
+    assert!(serde_json::from_str::<Value>(&body).is_err());
+
+    // Errors too; and with `Accept: application/json` the answer is JSON.
+    let response = post_token(&gh, &[("grant_type", "password")], None).await;
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "application/json"
+    );
+    let response = http()
+        .post(gh.token_endpoint())
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(body.contains("error="), "{body}");
 }
 
 #[tokio::test]

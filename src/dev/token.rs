@@ -16,7 +16,20 @@ struct Issued {
     id_token: Option<IdTokenPlan>,
 }
 
-pub(super) async fn token(
+pub(super) async fn token(state: State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    // GitHub answers `application/x-www-form-urlencoded` unless the client asks for JSON with
+    // `Accept: application/json`; so does the GitHub shape, so that a client that forgets the
+    // header fails here as it would there.
+    let as_form = state.user_shape == UserShape::GitHub && !accepts_json(&headers);
+    let response = token_endpoint(state, headers, body).await;
+    if as_form {
+        json_to_form_response(response).await
+    } else {
+        response
+    }
+}
+
+async fn token_endpoint(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,

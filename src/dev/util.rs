@@ -77,6 +77,57 @@ pub(super) fn is_form_content_type(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether the `Accept` header asks for `application/json` by name (as GitHub wants it:
+/// `*/*` is not enough).
+pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| item.split(';').next())
+        .any(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Re-encodes a JSON object answer as `application/x-www-form-urlencoded` (strings and numbers;
+/// other members are left out), keeping the status, as GitHub's token endpoint answers clients
+/// that do not ask for JSON. Anything else is passed on unchanged.
+pub(super) async fn json_to_form_response(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return plain_response(StatusCode::INTERNAL_SERVER_ERROR, "unreadable answer\n");
+    };
+    let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &members {
+        match value {
+            Value::String(s) => {
+                form.append_pair(name, s);
+            }
+            Value::Number(n) => {
+                form.append_pair(name, &n.to_string());
+            }
+            _ => {}
+        }
+    }
+    let mut response = Response::from_parts(parts, axum::body::Body::from(form.finish()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
 pub(super) fn is_base64url_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }

@@ -64,6 +64,9 @@ pub struct OidcProviderOptions {
     pub post_logout_redirect_uris: Vec<String>,
     /// Access token lifetime in whole seconds (the provider's default: 3600).
     pub access_token_ttl: Option<Duration>,
+    /// The loopback address to listen on (and so the issuer's host); `127.0.0.1` when unset.
+    /// The browser tests use `127.0.0.2`, another site than an app on `127.0.0.1`.
+    pub host: Option<String>,
 }
 
 impl OidcProviderOptions {
@@ -82,6 +85,12 @@ impl OidcProviderOptions {
     /// Rounded up to whole seconds, at least 1.
     pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
         self.access_token_ttl = Some(ttl);
+        self
+    }
+
+    /// Listens on `host` (an address such as `127.0.0.2`) instead of `127.0.0.1`.
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_owned());
         self
     }
 }
@@ -127,7 +136,7 @@ impl OidcProvider {
             .arg("server.mjs")
             .current_dir(&dir)
             .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
+            .env("HOST", options.host.as_deref().unwrap_or("127.0.0.1"))
             .env_remove("ISSUER")
             .env("REDIRECT_URIS", options.redirect_uris.join(","))
             .env("EXIT_ON_STDIN_CLOSE", "1")
