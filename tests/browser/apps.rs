@@ -157,6 +157,7 @@ impl EmbeddedApp {
             layer: Box::new(layer),
             routes: None,
             app: Some(Box::new(move |login| recorder.layer(routes().layer(login)))),
+            discover: false,
         })
         .await;
         // start_with signs in at once as alice; the browser tests use the form.
