@@ -18,6 +18,11 @@
 //! | `APP_ADDR` | where the app listens, default `127.0.0.1:3000` |
 //! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port) |
 //! | `COOKIE_KEY` | base64 of at least 64 random bytes; random at start-up when absent |
+//! | `REDIS_URL` | keep sessions in Redis or Valkey (`redis://127.0.0.1:6379/0`) instead of memory |
+//!
+//! Several instances share their sessions when they have the same `REDIS_URL` and
+//! `COOKIE_KEY`, e.g. `COOKIE_KEY=$(head -c 64 /dev/urandom | base64 -w0)` and then
+//! `APP_ADDR=127.0.0.1:3000 cargo run --example demo` beside `APP_ADDR=127.0.0.1:3001 ...`.
 
 use std::env;
 use std::net::SocketAddr;
@@ -28,7 +33,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use tower_oauth2_login::dev::{DevClient, DevProvider};
-use tower_oauth2_login::{AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
+use tower_oauth2_login::{AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder, RedisStore};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -87,6 +92,21 @@ async fn main() -> Result<(), Error> {
         builder =
             builder.with_cookie_key(base64::engine::general_purpose::STANDARD.decode(key.trim())?);
     }
+    let sessions = match env::var("REDIS_URL") {
+        Ok(url) => {
+            // Fails fast, with the reason, when Redis cannot be reached.
+            let store = RedisStore::connect(&url).await?;
+            if env::var_os("COOKIE_KEY").is_none() {
+                tracing::warn!(
+                    "REDIS_URL without COOKIE_KEY: a login started on one instance cannot \
+                     finish on another; give every instance the same COOKIE_KEY"
+                );
+            }
+            builder = builder.with_store(store);
+            "Redis (shared by every instance with the same REDIS_URL and COOKIE_KEY)"
+        }
+        Err(_) => "in memory (this process only)",
+    };
     let login = builder.build()?;
 
     let app = Router::new()
@@ -113,6 +133,7 @@ async fn main() -> Result<(), Error> {
             env::var("OAUTH_AUTH_URL").unwrap_or_default()
         ),
     }
+    println!("  Sessions:  {sessions}");
     println!("  Open http://{app_addr}/protected to sign in.");
     println!();
     axum::serve(listener, app).await?;

@@ -5,7 +5,7 @@
 //! value that could be replayed as a cookie.
 //!
 //! Two stores come with the crate: [`MemoryStore`] (the default: one instance, fastest,
-//! lost on restart) and, with the feature `redis`, [`RedisStore`] (Redis or Valkey:
+//! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
 //! several instances, survives restarts of the app).
 
 mod memory;
