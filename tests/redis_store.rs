@@ -372,7 +372,7 @@ async fn a_hung_server_fails_each_call_within_the_timeout() {
         .await
         .unwrap();
 
-    server.pause(Duration::from_secs(3));
+    server.pause(Duration::from_secs(4));
     let by_subject = SessionMatch {
         subject: Some("alice"),
         sid: None,
@@ -399,7 +399,7 @@ async fn a_hung_server_fails_each_call_within_the_timeout() {
     let started = Instant::now();
     assert!(store.load(&k).await.is_err());
     let took = started.elapsed();
-    assert!(took < timeout + Duration::from_millis(400), "{took:?}");
+    assert!(took < timeout + Duration::from_secs(1), "{took:?}");
 
     server.wait_unpaused();
     // The same connection, no reconnect needed: the session is there.
@@ -674,7 +674,7 @@ async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works
         StatusCode::OK
     );
 
-    server.pause(Duration::from_secs(2));
+    server.pause(Duration::from_secs(4));
     let started = Instant::now();
     let page = browser.get(&app.url("/protected")).await;
     let api = browser.get_json(&app.url("/me")).await;
@@ -682,7 +682,7 @@ async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{page:#?}");
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE, "{api:#?}");
     assert!(
-        took < 2 * timeout + Duration::from_millis(600),
+        took < 2 * timeout + Duration::from_millis(1500),
         "two requests took {took:?}"
     );
     server.wait_unpaused();

@@ -272,16 +272,20 @@ impl RedisStoreBuilder {
             .as_str()
             .into_connection_info()
             .map_err(|e| StoreError::new(format!("invalid Redis URL: {}", e.category())))?;
-        // Small requests on one multiplexed connection: no Nagle delay. Keepalive probes
-        // find a connection whose peer vanished without a word while it is idle.
+        // Small requests on one multiplexed connection: no Nagle delay. A server that
+        // vanished without closing the connection (a host gone in a failover) is found by
+        // keepalive probes while the connection is idle, and, on Linux, by the user
+        // timeout while requests are unacknowledged; then the manager reconnects. (A
+        // server that hangs but is there, acknowledges: only the operation timeout acts.)
         let keepalive = TcpKeepalive::new()
             .with_time(Duration::from_secs(15))
             .with_interval(Duration::from_secs(5));
-        let info = info.set_tcp_settings(
-            TcpSettings::default()
-                .set_nodelay(true)
-                .set_keepalive(keepalive),
-        );
+        let tcp = TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive);
+        #[cfg(target_os = "linux")]
+        let tcp = tcp.set_user_timeout((self.timeout * 2).max(Duration::from_secs(10)));
+        let info = info.set_tcp_settings(tcp);
         let client = redis::Client::open(info)
             .map_err(|e| StoreError::new(format!("invalid Redis URL: {}", e.category())))?;
         // One quick retry per reconnection: while Redis is down, requests fail within
@@ -497,5 +501,49 @@ impl SessionStore for RedisStore {
             Ok(deleted.into_iter().sum())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, ServerErrorKind};
+
+    #[test]
+    fn errors_keep_the_code_and_drop_the_details() {
+        // A server error's detail can echo the command's arguments: the keys.
+        let echo =
+            "unknown command 'X', with args beginning with: 'tower-oauth2-login:session:0a1b'";
+        let e = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            echo.to_string(),
+        ));
+        let msg = store_error("load", &e).to_string();
+        assert_eq!(msg, "session store error: redis load: server answered ERR");
+        assert!(!msg.contains("0a1b"));
+
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            store_error("save", &io).to_string(),
+            "session store error: redis save: connection refused"
+        );
+        assert!(is_connection_error(&io));
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(store_error("save", &reset)
+            .to_string()
+            .ends_with("connection lost"));
+        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(!is_connection_error(&timed_out), "a timeout is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_zero_timeout_is_refused() {
+        let err = RedisStore::builder("redis://127.0.0.1:1/")
+            .with_timeout(Duration::ZERO)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("timeout must be above zero"));
     }
 }
