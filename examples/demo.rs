@@ -21,6 +21,11 @@
 //! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port) |
 //! | `DEV_PROVIDER_SHAPE` | `standard` (default: OpenID Connect-like userinfo, subject `sub`) or `github` (no OpenID Connect: the user from `/user` with a numeric `id`, scope `read:user`, as GitHub) |
 //! | `COOKIE_KEY` | base64 of at least 64 random bytes; random at start-up when absent |
+//! | `REDIS_URL` | keep sessions in Redis or Valkey (`redis://127.0.0.1:6379/0`) instead of memory |
+//!
+//! Several instances share their sessions when they have the same `REDIS_URL` and
+//! `COOKIE_KEY`, e.g. `COOKIE_KEY=$(head -c 64 /dev/urandom | base64 -w0)` and then
+//! `APP_ADDR=127.0.0.1:3000 cargo run --example demo` beside `APP_ADDR=127.0.0.1:3001 ...`.
 
 use std::env;
 use std::net::SocketAddr;
@@ -31,7 +36,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use tower_oauth2_login::dev::{DevClient, DevProvider, UserShape};
-use tower_oauth2_login::{AccessToken, AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
+use tower_oauth2_login::{
+    AccessToken, AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder, RedisStore,
+};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -120,6 +127,21 @@ async fn main() -> Result<(), Error> {
         builder =
             builder.with_cookie_key(base64::engine::general_purpose::STANDARD.decode(key.trim())?);
     }
+    let sessions = match env::var("REDIS_URL") {
+        Ok(url) => {
+            // Fails fast, with the reason, when Redis cannot be reached.
+            let store = RedisStore::connect(&url).await?;
+            if env::var_os("COOKIE_KEY").is_none() {
+                tracing::warn!(
+                    "REDIS_URL without COOKIE_KEY: a login started on one instance cannot \
+                     finish on another; give every instance the same COOKIE_KEY"
+                );
+            }
+            builder = builder.with_store(store);
+            "Redis (shared by every instance with the same REDIS_URL and COOKIE_KEY)"
+        }
+        Err(_) => "in memory (this process only)",
+    };
     let login = builder.build()?;
     let userinfo_url = login.userinfo_endpoint().map(str::to_string);
 
@@ -154,6 +176,7 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or_default()
         ),
     }
+    println!("  Sessions:  {sessions}");
     println!("  Open http://{app_addr}/protected to sign in.");
     println!();
     axum::serve(listener, app).await?;

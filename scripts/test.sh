@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run execs this script).
 #
 # Works on a fresh machine and is idempotent: it first installs what the tests need when it is
-# missing (the npm packages of the test OpenID Provider in tests/oidc-provider, Debian's chromium
-# and chromium-driver for the browser tests, ...), then runs
+# missing (the npm packages of the test OpenID Provider in tests/oidc-provider, redis-server
+# for tests/redis_store.rs, Debian's chromium and chromium-driver for the browser tests, ...),
+# then runs
 #   cargo fmt --check, cargo clippy (-D warnings), cargo doc (-D warnings), cargo test.
 # Arguments are passed on to `cargo test`, e.g. `scripts/test.sh -- --nocapture`.
 set -euo pipefail
@@ -67,16 +68,17 @@ ensure_oidc_provider() {
     fi
 }
 
-# ---- Later additions: call these from the "Test dependencies" step below when tests need them.
-
-# Redis for the session-store tests: installs redis-server when missing. (Starting it is up to
-# the tests or to a start_redis function added here: nothing runs before CI.)
+# Redis for the session-store tests: installs redis-server when missing. Nothing is started
+# here: tests/support/redis.rs starts a private redis-server (free loopback port, no
+# persistence) for each test that needs one.
 ensure_redis_server() {
     if ! command -v redis-server >/dev/null 2>&1; then
         apt_install redis-server
     fi
     redis-server --version
 }
+
+# ---- Later additions: call these from the "Test dependencies" step below when tests need them.
 
 # Headless Chromium + ChromeDriver for the browser tests (/usr/bin/chromium, /usr/bin/chromedriver).
 ensure_chromium() {
@@ -100,7 +102,7 @@ cargo clippy --version >/dev/null 2>&1 || die "clippy is missing (cargo clippy)"
 
 banner "Test dependencies"
 ensure_oidc_provider
-# ensure_redis_server   # <- enable with the Redis session-store tests
+ensure_redis_server     # tests/redis_store.rs start their own redis-server
 ensure_chromium         # the browser tests (tests/browser/): headless Chromium + ChromeDriver
 
 banner "cargo fmt --all -- --check"

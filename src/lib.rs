@@ -65,6 +65,12 @@
 //! | no session, page load | `303` to the provider, back to this page after login |
 //! | no session, API call | `401` with `WWW-Authenticate` and JSON |
 //! | session store down | `503`: the layer fails closed |
+//!
+//! ## Session stores
+//!
+//! Sessions live on the server, behind [`SessionStore`]: a [`MemoryStore`] by default (one
+//! instance), or `RedisStore` with the feature `redis` (Redis or Valkey, shared by several
+//! instances, every call bounded by a timeout). See [`session`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -94,3 +100,5 @@ pub use extract::{AccessToken, AuthUser, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};
 pub use session::{MemoryStore, Session, SessionKey, SessionMatch, SessionStore};
+#[cfg(feature = "redis")]
+pub use session::{RedisStore, RedisStoreBuilder};

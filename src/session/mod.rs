@@ -3,8 +3,14 @@
 //! The browser holds only an opaque, random 256-bit session id. The store never sees that
 //! id: it is keyed by the SHA-256 of it ([`SessionKey`]), so a dump of the store holds no
 //! value that could be replayed as a cookie.
+//!
+//! Two stores come with the crate: [`MemoryStore`] (the default: one instance, fastest,
+//! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
+//! several instances, survives restarts of the app).
 
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 use crate::error::StoreError;
 
 /// Seconds since the Unix epoch, the time unit of every stored deadline.
@@ -33,6 +41,12 @@ pub(crate) fn now_secs() -> u64 {
 pub struct SessionKey([u8; 32]);
 
 impl SessionKey {
+    /// A key from its 32 bytes, e.g. read back from an external store, or for a store's
+    /// tests. The layer makes its keys from session ids; a key alone is no credential.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SessionKey(bytes)
+    }
+
     /// The raw 32 bytes, e.g. to build a key in an external store.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -2,3 +2,4 @@
 
 pub mod app;
 pub mod oidc_provider;
+pub mod redis;

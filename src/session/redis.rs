@@ -1,0 +1,549 @@
+//! Sessions in Redis or Valkey, shared by every instance of an app (feature `redis`).
+//!
+//! # Layout
+//!
+//! With the default prefix `tower-oauth2-login:`:
+//!
+//! | key | type | holds | expires |
+//! |---|---|---|---|
+//! | `<prefix>session:<SessionKey hex>` | string | the [`Session`] as JSON | at [`Session::expires_at`] (`SET .. EXAT`) |
+//! | `<prefix>subject:<sub>` | set | hex keys of the sessions of that user | at the latest absolute deadline of its sessions |
+//! | `<prefix>sid:<sid>` | set | hex keys of the sessions of that provider session | the same |
+//!
+//! The session key is the SHA-256 of the cookie value ([`SessionKey`]), so a dump of Redis
+//! holds no usable cookie. Expiry is Redis's job: every write sets the key's deadline to the
+//! session's (idle deadline, capped at the absolute one), and a session already expired is
+//! never written. The two index sets exist only for [`delete_matching`] (back-channel
+//! logout): their members may outlive the sessions they name, so `delete_matching` checks
+//! each session it finds against the target and removes members that no longer exist.
+//!
+//! # Failure
+//!
+//! Every operation is bounded by one timeout (2 s by default, [`RedisStoreBuilder::with_timeout`]):
+//! a hung or unreachable server makes it fail with a [`StoreError`] after at most that
+//! long, and the layer answers `503` (it fails closed). The connection is one multiplexed
+//! connection per store (clones share it) under redis-rs's `ConnectionManager`, which
+//! reconnects by itself; an operation that meets a broken connection is tried once more on
+//! the new one, so the first request after an outage succeeds. Error messages name the
+//! operation and the kind of failure, never a key, a session or the URL (which may hold a
+//! password).
+//!
+//! # Servers
+//!
+//! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT`, `GETDEL`,
+//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT` and `MULTI`/`EXEC`. One
+//! server (or a primary behind a stable address): Redis Cluster is not supported, because
+//! a save updates the session and its index sets in one transaction. TLS (`rediss://`) is
+//! not built in yet: use a TLS-terminating proxy, or a private network.
+//!
+//! # Not yet: the cross-instance refresh lock
+//!
+//! Token refresh does not exist yet. When it comes, "one refresh per session at a time"
+//! must hold across instances, not only within one. The plan for this store: a lock key
+//! `<prefix>refresh:<SessionKey hex>` taken with `SET .. NX PX <a few seconds>` holding a
+//! random token, released by a compare-and-delete (a short `EVAL` script, which Valkey
+//! has too) so a slow holder cannot release a lock that already passed to another; an
+//! instance that does not get the lock waits briefly and re-`load`s the session, which the
+//! holder has saved with the new tokens. That lock belongs in a store method of its own
+//! (the `SessionStore` trait has none yet), next to [`RedisStore::load`].
+//!
+//! [`delete_matching`]: SessionStore::delete_matching
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
+
+use super::{now_secs, Session, SessionKey, SessionMatch, SessionStore};
+use crate::error::StoreError;
+
+/// How many session keys one `MGET` of [`RedisStore::delete_matching`] reads.
+const MGET_CHUNK: usize = 128;
+
+/// Sessions in Redis or Valkey, for apps that run on several instances (feature `redis`).
+///
+/// Every instance that shares a Redis server, a prefix and a cookie key
+/// ([`with_cookie_key`](crate::LoginLayerBuilder::with_cookie_key)) serves every session:
+/// a user signed in through one instance is signed in on all, and signing out on one signs
+/// out everywhere. Sessions survive restarts of the app (and of Redis, if it persists).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tower_oauth2_login::{LoginLayer, session::RedisStore};
+///
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/0")
+///     .with_prefix("my-app:")                    // default "tower-oauth2-login:"
+///     .with_timeout(Duration::from_millis(500)) // default 2 s
+///     .connect()
+///     .await?; // fails fast when Redis cannot be reached
+/// let login = LoginLayer::builder()
+///     // ... the client and the provider ...
+///     .with_store(store)
+/// #   .with_client_id("c")
+/// #   .with_authorization_endpoint("https://idp.example/authorize")
+/// #   .with_token_endpoint("https://idp.example/token")
+/// #   .with_userinfo_endpoint("https://idp.example/userinfo")
+/// #   .with_redirect_url("https://app.example/auth/callback")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+///
+/// See [the module documentation](self) for the keys it writes, how it fails and which
+/// servers it works with.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of a [`RedisStore`], from [`RedisStore::builder`].
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The key prefix unless [`RedisStoreBuilder::with_prefix`] says otherwise.
+    pub const DEFAULT_PREFIX: &'static str = "tower-oauth2-login:";
+    /// The bound of every operation unless [`RedisStoreBuilder::with_timeout`] says otherwise.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// Connects with the default prefix and timeout; see [`RedisStoreBuilder::connect`].
+    ///
+    /// `url` is a redis-rs connection URL: `redis://[[user]:password@]host[:port][/db]`,
+    /// or `redis+unix:///path/to/socket[?db=N]`.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Starts the settings of a store on the server at `url` (see [`RedisStore::connect`]).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: Self::DEFAULT_PREFIX.to_string(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The prefix of every key this store writes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The bound of every operation.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn session_key(&self, hex: &str) -> String {
+        format!("{}session:{hex}", self.prefix)
+    }
+
+    fn subject_index(&self, subject: &str) -> String {
+        format!("{}subject:{subject}", self.prefix)
+    }
+
+    fn sid_index(&self, sid: &str) -> String {
+        format!("{}sid:{sid}", self.prefix)
+    }
+
+    /// Runs `op` with the store's timeout; failures become [`StoreError`]s that name `what`.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(store_error(what, &e)),
+            Err(_) => Err(StoreError::new(format!(
+                "redis {what}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Sends a command or transaction; once more if the connection broke (the manager
+    /// reconnects on that error, and every command here may safely run twice).
+    async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> RedisResult<T> {
+        let mut conn = self.conn.clone();
+        match request.send(&mut conn).await {
+            Err(e) if is_connection_error(&e) => request.send(&mut conn).await,
+            done => done,
+        }
+    }
+}
+
+/// A command or a pipeline, so [`RedisStore::query`] can send either twice.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(self, conn: &mut ConnectionManager) -> RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(conn).await,
+            Request::Pipe(pipe) => pipe.query_async(conn).await,
+        }
+    }
+}
+
+/// A broken or refused connection (worth one more try on the reconnected one), as opposed
+/// to a timeout or an answer from the server.
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() && !e.is_timeout()
+}
+
+/// A [`StoreError`] that says what failed and how, with nothing from the request: server
+/// error details can echo arguments (keys), so only their code is kept.
+fn store_error(what: &str, e: &RedisError) -> StoreError {
+    let how = if e.is_connection_refusal() {
+        "connection refused".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_io_error() {
+        "connection lost".to_string()
+    } else if let Some(code) = e.code() {
+        format!("server answered {code}")
+    } else {
+        e.category().to_string()
+    };
+    StoreError::new(format!("redis {what}: {how}"))
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key the store writes. Default `tower-oauth2-login:`. Apps that
+    /// share a Redis database but not their sessions need different prefixes.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any store operation (and connecting) may take before it fails with a
+    /// [`StoreError`]. Default 2 s. Requests with a session cookie wait up to this long
+    /// for their answer when Redis hangs.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects, checks that the server takes this store's writes, and returns the store.
+    ///
+    /// It fails fast rather than waiting for Redis: an error after at most the timeout
+    /// when the URL is invalid, the server cannot be reached, refuses the credentials, is
+    /// a read-only replica, or is older than Redis 7.0. Start Redis first, or let the
+    /// process supervisor restart the app. Once connected the store reconnects by itself:
+    /// later outages make requests fail (`503`) while they last, and no more.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        if self.timeout.is_zero() {
+            return Err(StoreError::new("redis: the timeout must be above zero"));
+        }
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| StoreError::new(format!("invalid Redis URL: {}", e.category())))?;
+        // Small requests on one multiplexed connection: no Nagle delay. A server that
+        // vanished without closing the connection (a host gone in a failover) is found by
+        // keepalive probes while the connection is idle, and, on Linux, by the user
+        // timeout while requests are unacknowledged; then the manager reconnects. (A
+        // server that hangs but is there, acknowledges: only the operation timeout acts.)
+        let keepalive = TcpKeepalive::new()
+            .with_time(Duration::from_secs(15))
+            .with_interval(Duration::from_secs(5));
+        let tcp = TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive);
+        #[cfg(target_os = "linux")]
+        let tcp = tcp.set_user_timeout((self.timeout * 2).max(Duration::from_secs(10)));
+        let info = info.set_tcp_settings(tcp);
+        let client = redis::Client::open(info)
+            .map_err(|e| StoreError::new(format!("invalid Redis URL: {}", e.category())))?;
+        // One quick retry per reconnection: while Redis is down, requests fail within
+        // milliseconds instead of queueing behind a long backoff; each failed request
+        // starts the next attempt.
+        // No response timeout of the connection's own: `bounded` puts one timeout around
+        // each whole operation (a timed-out reply is still read, and dropped, in order).
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None)
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let prefix: Arc<str> = self.prefix.into();
+        let probe_key = format!("{prefix}probe");
+        let connect = async {
+            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            // The commands a save uses, on a key of our own: this fails on servers before
+            // 7.0 (EXPIREAT NX/GT), read-only replicas and ACLs that forbid our keys.
+            let until = now_secs() + 60;
+            redis::pipe()
+                .cmd("SET")
+                .arg(&probe_key)
+                .arg("1")
+                .arg("EXAT")
+                .arg(until)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&probe_key)
+                .arg(until)
+                .arg("GT")
+                .ignore()
+                .cmd("DEL")
+                .arg(&probe_key)
+                .ignore()
+                .exec_async(&mut conn)
+                .await?;
+            Ok::<_, RedisError>(conn)
+        };
+        let conn = match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(store_error("connect", &e)),
+            Err(_) => {
+                return Err(StoreError::new(format!(
+                    "redis connect: no answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
+        };
+        Ok(RedisStore {
+            conn,
+            prefix,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// The session in a stored value, or `None` (logged) for one this version cannot read.
+fn decode(bytes: &[u8]) -> Option<Session> {
+    match serde_json::from_slice::<Session>(bytes) {
+        Ok(session) => Some(session),
+        Err(_) => {
+            tracing::warn!("unreadable session record in redis: treated as no session");
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    /// One `GET`.
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        let cmd = redis::cmd("GET")
+            .arg(self.session_key(&key.to_hex()))
+            .clone();
+        let raw: Option<Vec<u8>> = self.bounded("load", self.query(Request::Cmd(&cmd))).await?;
+        // Redis expires the key on its own clock; this instance's clock has the last word.
+        Ok(raw
+            .and_then(|bytes| decode(&bytes))
+            .filter(|s| !s.is_expired(now_secs()))
+            .map(Arc::new))
+    }
+
+    /// One transaction: `SET .. EXAT` of the session, and `SADD` plus `EXPIREAT .. NX`
+    /// and `EXPIREAT .. GT` (so the later deadline wins) of each index set.
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        let hex = key.to_hex();
+        let session_key = self.session_key(&hex);
+        let expires_at = session.expires_at.min(session.absolute_expires_at);
+        if expires_at <= now_secs() {
+            // Never written; and whatever was stored under this key is replaced by nothing.
+            let cmd = redis::cmd("DEL").arg(&session_key).clone();
+            return self
+                .bounded::<()>("save", self.query(Request::Cmd(&cmd)))
+                .await;
+        }
+        let value = serde_json::to_vec(&*session)
+            .map_err(|_| StoreError::new("redis save: the session could not be serialized"))?;
+        // The sets live as long as the longest-lived session they name can: the absolute
+        // deadline, which no slide of the idle deadline passes.
+        let index_expires_at = session.absolute_expires_at.max(expires_at);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&session_key)
+            .arg(value)
+            .arg("EXAT")
+            .arg(expires_at)
+            .ignore();
+        let subject_index = self.subject_index(&session.subject);
+        let sid_index = session.sid.as_deref().map(|sid| self.sid_index(sid));
+        for index in std::iter::once(&subject_index).chain(sid_index.as_ref()) {
+            // NX sets a deadline on a new set (GT alone would not: no TTL counts as
+            // infinite), GT moves an existing one later, never earlier.
+            pipe.cmd("SADD")
+                .arg(index)
+                .arg(&hex)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(index)
+                .arg(index_expires_at)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(index)
+                .arg(index_expires_at)
+                .arg("GT")
+                .ignore();
+        }
+        self.bounded::<()>("save", self.query(Request::Pipe(&pipe)))
+            .await
+    }
+
+    /// `GETDEL`, then `SREM` of the session from its index sets.
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let hex = key.to_hex();
+        let cmd = redis::cmd("GETDEL").arg(self.session_key(&hex)).clone();
+        self.bounded("delete", async {
+            let raw: Option<Vec<u8>> = self.query(Request::Cmd(&cmd)).await?;
+            let Some(session) = raw.and_then(|bytes| decode(&bytes)) else {
+                return Ok(());
+            };
+            let mut pipe = redis::pipe();
+            pipe.cmd("SREM")
+                .arg(self.subject_index(&session.subject))
+                .arg(&hex)
+                .ignore();
+            if let Some(sid) = &session.sid {
+                pipe.cmd("SREM").arg(self.sid_index(sid)).arg(&hex).ignore();
+            }
+            self.query::<()>(Request::Pipe(&pipe)).await
+        })
+        .await
+    }
+
+    /// `SMEMBERS` of the sid index (or else of the subject index), `MGET` of the sessions
+    /// it names, then one transaction that `DEL`s those that [`Session::matches`] the
+    /// target and `SREM`s them, and members whose session is gone, from the index sets.
+    ///
+    /// A session created while this runs may survive it: a back-channel logout ends the
+    /// sessions that exist when it arrives.
+    async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
+        let (index, by_sid) = match (target.subject, target.sid) {
+            (_, Some(sid)) => (self.sid_index(sid), true),
+            (Some(subject), None) => (self.subject_index(subject), false),
+            (None, None) => return Ok(0),
+        };
+        self.bounded("delete_matching", async {
+            let smembers = redis::cmd("SMEMBERS").arg(&index).clone();
+            let members: Vec<String> = self.query(Request::Cmd(&smembers)).await?;
+            let mut doomed: Vec<(String, Session)> = Vec::new();
+            let mut stale: Vec<String> = Vec::new();
+            for chunk in members.chunks(MGET_CHUNK) {
+                let mut mget = redis::cmd("MGET");
+                for hex in chunk {
+                    mget.arg(self.session_key(hex));
+                }
+                let values: Vec<Option<Vec<u8>>> = self.query(Request::Cmd(&mget)).await?;
+                for (hex, value) in chunk.iter().zip(values) {
+                    match value.and_then(|bytes| decode(&bytes)) {
+                        Some(session) if session.matches(target) => {
+                            doomed.push((hex.clone(), session))
+                        }
+                        // Still in this set by right: another subject under the same sid.
+                        Some(session)
+                            if (by_sid && session.sid.as_deref() == target.sid)
+                                || (!by_sid && target.subject == Some(&session.subject)) => {}
+                        // Gone (expired, deleted) or no longer of this set.
+                        _ => stale.push(hex.clone()),
+                    }
+                }
+            }
+            if doomed.is_empty() && stale.is_empty() {
+                return Ok(0);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (hex, session) in &doomed {
+                // The one reply kept per doomed session: 1 if this DEL removed it.
+                pipe.cmd("DEL").arg(self.session_key(hex));
+                pipe.cmd("SREM")
+                    .arg(self.subject_index(&session.subject))
+                    .arg(hex)
+                    .ignore();
+                if let Some(sid) = &session.sid {
+                    pipe.cmd("SREM").arg(self.sid_index(sid)).arg(hex).ignore();
+                }
+            }
+            if !stale.is_empty() {
+                pipe.cmd("SREM").arg(&index).arg(&stale).ignore();
+            }
+            let deleted: Vec<usize> = self.query(Request::Pipe(&pipe)).await?;
+            Ok(deleted.into_iter().sum())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, ServerErrorKind};
+
+    #[test]
+    fn errors_keep_the_code_and_drop_the_details() {
+        // A server error's detail can echo the command's arguments: the keys.
+        let echo =
+            "unknown command 'X', with args beginning with: 'tower-oauth2-login:session:0a1b'";
+        let e = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            echo.to_string(),
+        ));
+        let msg = store_error("load", &e).to_string();
+        assert_eq!(msg, "session store error: redis load: server answered ERR");
+        assert!(!msg.contains("0a1b"));
+
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            store_error("save", &io).to_string(),
+            "session store error: redis save: connection refused"
+        );
+        assert!(is_connection_error(&io));
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(store_error("save", &reset)
+            .to_string()
+            .ends_with("connection lost"));
+        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(!is_connection_error(&timed_out), "a timeout is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_zero_timeout_is_refused() {
+        let err = RedisStore::builder("redis://127.0.0.1:1/")
+            .with_timeout(Duration::ZERO)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("timeout must be above zero"));
+    }
+}

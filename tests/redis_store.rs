@@ -1,0 +1,739 @@
+//! `RedisStore` against a real `redis-server` (each test starts its own, see
+//! `support/redis.rs`; `scripts/test.sh` installs it): the store operations, expiry by
+//! Redis, the indexes of back-channel logout, timeouts, and the layer on two instances
+//! sharing one Redis through an outage and a hang.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, StatusCode};
+use support::app::{self, Browser, Options, TestApp};
+use support::redis::RedisServer;
+use tower_oauth2_login::{RedisStore, Session, SessionKey, SessionMatch, SessionStore};
+
+const PREFIX: &str = "tower-oauth2-login:";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn key(n: u8) -> SessionKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = n;
+    bytes[31] = 0xa5;
+    SessionKey::from_bytes(bytes)
+}
+
+/// A session as the layer would make it, `idle` and `absolute` seconds from now.
+fn session(subject: &str, sid: Option<&str>, idle: u64, absolute: u64) -> Arc<Session> {
+    let now = now();
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "subject": subject,
+            "claims": {"sub": subject, "name": "Alice Ünicode", "groups": ["a", "b"]},
+            "scopes": ["openid", "profile"],
+            "access_token": "access-token-secret",
+            "access_expires_at": now + 300,
+            "refresh_token": "refresh-token-secret",
+            "id_token": null,
+            "sid": sid,
+            "created_at": now,
+            "expires_at": now + idle.min(absolute),
+            "absolute_expires_at": now + absolute,
+        }))
+        .unwrap(),
+    )
+}
+
+fn session_key(k: &SessionKey) -> String {
+    format!("{PREFIX}session:{}", k.to_hex())
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn save_load_delete() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(1);
+    assert!(store.load(&k).await.unwrap().is_none());
+    store.delete(&k).await.unwrap(); // a missing session is no error
+
+    let saved = session("alice", Some("sid-1"), 600, 3600);
+    store.save(&k, Arc::clone(&saved)).await.unwrap();
+    let loaded = store.load(&k).await.unwrap().expect("the saved session");
+    assert_eq!(
+        serde_json::to_value(&*loaded).unwrap(),
+        serde_json::to_value(&*saved).unwrap(),
+        "every field survives the round trip"
+    );
+
+    // The layout: keyed by the hex of the key under the prefix, expiring at the
+    // session's deadline; the index sets name it and live at least as long.
+    let skey = session_key(&k);
+    assert_eq!(
+        server.cmd::<u64>(&["EXPIRETIME", &skey]),
+        saved.expires_at()
+    );
+    let hex = k.to_hex();
+    for index in [
+        format!("{PREFIX}subject:alice"),
+        format!("{PREFIX}sid:sid-1"),
+    ] {
+        assert!(server.cmd::<bool>(&["SISMEMBER", &index, &hex]), "{index}");
+        assert_eq!(
+            server.cmd::<u64>(&["EXPIRETIME", &index]),
+            saved.absolute_expires_at(),
+            "{index}"
+        );
+    }
+
+    // A save replaces, and moves the deadline.
+    let later = session("alice", Some("sid-1"), 1200, 3600);
+    store.save(&k, Arc::clone(&later)).await.unwrap();
+    assert_eq!(
+        server.cmd::<u64>(&["EXPIRETIME", &skey]),
+        later.expires_at()
+    );
+
+    store.delete(&k).await.unwrap();
+    assert!(store.load(&k).await.unwrap().is_none());
+    assert_eq!(server.cmd::<u64>(&["EXISTS", &skey]), 0);
+    // delete also takes the session out of its index sets.
+    assert!(!server.cmd::<bool>(&["SISMEMBER", &format!("{PREFIX}subject:alice"), &hex]));
+    assert!(!server.cmd::<bool>(&["SISMEMBER", &format!("{PREFIX}sid:sid-1"), &hex]));
+}
+
+#[tokio::test]
+async fn an_expired_session_is_not_written() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(2);
+    store
+        .save(&k, session("alice", None, 600, 3600))
+        .await
+        .unwrap();
+    let mut dead = (*session("alice", None, 600, 3600)).clone();
+    dead = serde_json::from_value({
+        let mut v = serde_json::to_value(&dead).unwrap();
+        v["expires_at"] = (now() - 1).into();
+        v
+    })
+    .unwrap();
+    store.save(&k, Arc::new(dead)).await.unwrap();
+    assert_eq!(
+        server.cmd::<u64>(&["EXISTS", &session_key(&k)]),
+        0,
+        "saving an expired session leaves nothing under its key"
+    );
+    assert!(store.load(&k).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_absolute_deadline_caps_the_ttl() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(3);
+    // A record whose idle deadline lies past its absolute one (not what the layer
+    // writes, but a store must not keep it longer).
+    let mut v = serde_json::to_value(&*session("alice", None, 600, 60)).unwrap();
+    v["expires_at"] = (now() + 600).into();
+    let s: Session = serde_json::from_value(v).unwrap();
+    store.save(&k, Arc::new(s.clone())).await.unwrap();
+    assert_eq!(
+        server.cmd::<u64>(&["EXPIRETIME", &session_key(&k)]),
+        s.absolute_expires_at()
+    );
+}
+
+#[tokio::test]
+async fn redis_expires_sessions_by_itself() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(4);
+    let started = Instant::now();
+    store
+        .save(&k, session("alice", None, 2, 3600))
+        .await
+        .unwrap();
+    assert!(store.load(&k).await.unwrap().is_some());
+    // No read, no sweep from our side: the key vanishes because Redis expires it.
+    let skey = session_key(&k);
+    while server.cmd::<u64>(&["EXISTS", &skey]) == 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "still there after 6 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(store.load(&k).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn prefixes_keep_apps_apart() {
+    let server = RedisServer::start();
+    let one = store(&server).await;
+    let two = RedisStore::builder(server.url())
+        .with_prefix("other-app:")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(two.prefix(), "other-app:");
+    let k = key(5);
+    one.save(&k, session("alice", Some("s"), 600, 3600))
+        .await
+        .unwrap();
+    assert!(two.load(&k).await.unwrap().is_none());
+    let by_subject = SessionMatch {
+        subject: Some("alice"),
+        sid: None,
+    };
+    assert_eq!(two.delete_matching(&by_subject).await.unwrap(), 0);
+    assert!(one.load(&k).await.unwrap().is_some());
+    assert_eq!(
+        server.cmd::<u64>(&["EXISTS", &format!("other-app:session:{}", k.to_hex())]),
+        0
+    );
+}
+
+#[tokio::test]
+async fn delete_matching_by_sid_and_subject() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let (a1, a2, b, gone) = (key(10), key(11), key(12), key(13));
+    store
+        .save(&a1, session("alice", Some("s1"), 600, 3600))
+        .await
+        .unwrap();
+    store
+        .save(&a2, session("alice", Some("s2"), 600, 3600))
+        .await
+        .unwrap();
+    store
+        .save(&b, session("bob", Some("s1"), 600, 3600))
+        .await
+        .unwrap();
+    store
+        .save(&gone, session("alice", Some("s1"), 600, 3600))
+        .await
+        .unwrap();
+    // A session that expired (or was removed) behind the store's back: its index
+    // members remain, and must be neither counted nor kept.
+    let () = server.cmd(&["DEL", &session_key(&gone)]);
+
+    let by = |subject, sid| SessionMatch { subject, sid };
+    assert_eq!(store.delete_matching(&by(None, None)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .delete_matching(&by(Some("alice"), Some("s9")))
+            .await
+            .unwrap(),
+        0
+    );
+    // sid and sub together: only alice's s1 (bob shares the sid).
+    assert_eq!(
+        store
+            .delete_matching(&by(Some("alice"), Some("s1")))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.load(&a1).await.unwrap().is_none());
+    assert!(store.load(&b).await.unwrap().is_some());
+    let sid_index = format!("{PREFIX}sid:s1");
+    let members: Vec<String> = server.cmd(&["SMEMBERS", &sid_index]);
+    assert_eq!(
+        members,
+        vec![b.to_hex()],
+        "the deleted and the vanished session left the sid index; bob's stays"
+    );
+    assert!(!server.cmd::<bool>(&["SISMEMBER", &format!("{PREFIX}subject:alice"), &a1.to_hex()]));
+
+    // sub alone: all of alice's that are left.
+    assert_eq!(
+        store
+            .delete_matching(&by(Some("alice"), None))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.load(&a2).await.unwrap().is_none());
+    assert_eq!(
+        server.cmd::<u64>(&["EXISTS", &format!("{PREFIX}subject:alice")]),
+        0,
+        "alice's index is empty, so gone"
+    );
+    // sid alone.
+    assert_eq!(
+        store.delete_matching(&by(None, Some("s1"))).await.unwrap(),
+        1
+    );
+    assert!(store.load(&b).await.unwrap().is_none());
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert!(keys.is_empty(), "nothing left behind: {keys:?}");
+}
+
+#[tokio::test]
+async fn delete_matching_many_sessions() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    // More than one MGET's worth.
+    for n in 0..300u16 {
+        let mut bytes = [7u8; 32];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        store
+            .save(
+                &SessionKey::from_bytes(bytes),
+                session("carol", Some(&format!("s{n}")), 600, 3600),
+            )
+            .await
+            .unwrap();
+    }
+    let by_subject = SessionMatch {
+        subject: Some("carol"),
+        sid: None,
+    };
+    assert_eq!(store.delete_matching(&by_subject).await.unwrap(), 300);
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}session:*")]);
+    assert!(keys.is_empty());
+}
+
+#[tokio::test]
+async fn connecting_fails_fast_and_says_why_without_secrets() {
+    // Nothing listens on the port: refused at once.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let err = RedisStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // A server that accepts and never answers: bounded by the timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            if let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        }
+    });
+    let started = Instant::now();
+    let err = RedisStore::builder(format!("redis://{silent_addr}/"))
+        .with_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err()
+        .to_string();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(err.contains("no answer within 300 ms"), "{err}");
+    hold.abort();
+
+    let err = RedisStore::connect("http://127.0.0.1/")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid Redis URL"), "{err}");
+
+    let builder = RedisStore::builder("redis://:hunter2@127.0.0.1:1/");
+    assert!(!format!("{builder:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_hung_server_fails_each_call_within_the_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::builder(server.url())
+        .with_timeout(timeout)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(store.timeout(), timeout);
+    let k = key(20);
+    store
+        .save(&k, session("alice", Some("s"), 600, 3600))
+        .await
+        .unwrap();
+
+    server.pause(Duration::from_secs(4));
+    let by_subject = SessionMatch {
+        subject: Some("alice"),
+        sid: None,
+    };
+    for (what, result) in [
+        ("load", store.load(&k).await.map(|_| ())),
+        (
+            "save",
+            store.save(&k, session("alice", Some("s"), 600, 3600)).await,
+        ),
+        ("delete", store.delete(&key(21)).await),
+        (
+            "delete_matching",
+            store.delete_matching(&by_subject).await.map(|_| ()),
+        ),
+    ] {
+        let err = result.expect_err(what).to_string();
+        assert!(
+            err.contains(&format!("redis {what}: no answer within 300 ms")),
+            "{err}"
+        );
+        assert!(!err.contains(&k.to_hex()), "no key material: {err}");
+    }
+    let started = Instant::now();
+    assert!(store.load(&k).await.is_err());
+    let took = started.elapsed();
+    assert!(took < timeout + Duration::from_secs(1), "{took:?}");
+
+    server.wait_unpaused();
+    // The same connection, no reconnect needed: the session is there.
+    let loaded = store.load(&k).await.unwrap();
+    assert_eq!(loaded.unwrap().subject(), "alice");
+}
+
+#[tokio::test]
+async fn the_store_reconnects_after_an_outage() {
+    let mut server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(30);
+    store
+        .save(&k, session("alice", None, 600, 3600))
+        .await
+        .unwrap();
+    server.stop();
+    let started = Instant::now();
+    let err = store.load(&k).await.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a refused connection fails fast, not at the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.starts_with("session store error: redis load: "),
+        "{err}"
+    );
+    assert!(store
+        .save(&k, session("alice", None, 600, 3600))
+        .await
+        .is_err());
+
+    server.restart();
+    // The first call after the outage succeeds (empty: --save "" lost everything).
+    assert!(store.load(&k).await.unwrap().is_none());
+    store
+        .save(&k, session("alice", None, 600, 3600))
+        .await
+        .unwrap();
+    assert!(store.load(&k).await.unwrap().is_some());
+}
+
+// ---- Through the layer: several instances on one Redis --------------------------------
+
+/// An app instance (its own `LoginLayer`, router and embedded provider, the same cookie
+/// key as every test app) whose sessions live in `store`.
+async fn instance(store: RedisStore) -> TestApp {
+    app::start_with(Options {
+        layer: Box::new(move |b| b.with_store(store)),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn instance_with(
+    store: RedisStore,
+    layer: impl FnOnce(tower_oauth2_login::LoginLayerBuilder) -> tower_oauth2_login::LoginLayerBuilder
+        + Send
+        + 'static,
+) -> TestApp {
+    app::start_with(Options {
+        layer: Box::new(move |b| layer(b.with_store(store))),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn me_with_cookie(app: &TestApp, id: &str) -> StatusCode {
+    Browser::new()
+        .request(
+            Method::GET,
+            &app.url("/me"),
+            &[
+                ("cookie", &format!("oauth2_session={id}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+        .status
+}
+
+async fn logout(app: &TestApp, browser: &Browser) -> app::Seen {
+    browser
+        .request(
+            Method::POST,
+            &app.url("/logout"),
+            &[
+                ("origin", app.base.as_str()),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_on_one_instance_is_served_by_another() {
+    let server = RedisServer::start();
+    let a = instance(store(&server).await).await;
+    let b = instance(store(&server).await).await;
+    let browser = Browser::new();
+
+    let res = a.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert_eq!(
+        browser.get(&a.url("/protected")).await.body,
+        format!("<p>protected: alice at /protected</p>")
+    );
+    // Cookies are per host, not per port: the browser sends the same cookie to B, which
+    // never saw this login.
+    let id = browser.cookie(&a.base, "oauth2_session").unwrap();
+    assert_eq!(browser.cookie(&b.base, "oauth2_session"), Some(id.clone()));
+    let on_b = browser.get(&b.url("/protected")).await;
+    assert_eq!(on_b.status, StatusCode::OK, "{on_b:#?}");
+    assert_eq!(on_b.body, "<p>protected: alice at /protected</p>");
+    let me = browser.get_json(&b.url("/me")).await;
+    let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(me["subject"], "alice");
+    // Redis holds the session under the hash of the cookie, never the cookie itself.
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    assert!(!keys.iter().any(|k| k.contains(&id)), "{keys:?}");
+    assert!(keys.contains(&format!("{PREFIX}subject:alice")), "{keys:?}");
+
+    // Sign out on B: the session ends on A too.
+    let res = logout(&b, &browser).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert_eq!(me_with_cookie(&a, &id).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_with_cookie(&b, &id).await, StatusCode::UNAUTHORIZED);
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}session:*")]);
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_reaches_sessions_made_on_every_instance() {
+    let server = RedisServer::start();
+    let store_a = store(&server).await;
+    let a = instance(store_a.clone()).await;
+    let b = instance(store(&server).await).await;
+    let (on_a, on_b) = (Browser::new(), Browser::new());
+    a.login(&on_a, "/protected").await;
+    b.login(&on_b, "/protected").await;
+    assert_eq!(on_a.get(&b.url("/protected")).await.status, StatusCode::OK);
+    assert_eq!(on_b.get(&a.url("/protected")).await.status, StatusCode::OK);
+
+    // What a back-channel logout for alice does, through instance A's store.
+    let by_subject = SessionMatch {
+        subject: Some("alice"),
+        sid: None,
+    };
+    assert_eq!(store_a.delete_matching(&by_subject).await.unwrap(), 2);
+    for (browser, app) in [(&on_a, &a), (&on_a, &b), (&on_b, &a), (&on_b, &b)] {
+        let res = browser.get_json(&app.url("/me")).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_the_app_recovers_by_itself() {
+    let mut server = RedisServer::start();
+    let timeout = Duration::from_millis(500);
+    let connect = || {
+        RedisStore::builder(server.url())
+            .with_timeout(timeout)
+            .connect()
+    };
+    let a = instance(connect().await.unwrap()).await;
+    let b = instance(connect().await.unwrap()).await;
+    let browser = Browser::new();
+    a.login(&browser, "/protected").await;
+    assert_eq!(
+        browser.get(&b.url("/protected")).await.status,
+        StatusCode::OK
+    );
+
+    server.stop();
+    for app in [&a, &b] {
+        // Protected and public pages alike: never anonymous, never a login loop.
+        for path in ["/protected", "/"] {
+            let started = Instant::now();
+            let res = browser.get(&app.url(path)).await;
+            assert!(
+                started.elapsed() < timeout + Duration::from_secs(1),
+                "{path}"
+            );
+            assert_eq!(
+                res.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path}: {res:#?}"
+            );
+            assert_eq!(res.header("retry-after"), Some("5"));
+            assert!(res.location().is_none());
+            assert!(res.set_cookies().is_empty(), "the session cookie is kept");
+            assert!(
+                res.body.contains("Sessions are unavailable"),
+                "{}",
+                res.body
+            );
+        }
+        let api = browser.get_json(&app.url("/me")).await;
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.header("retry-after"), Some("5"));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&api.body).unwrap()["error"],
+            "session_store_unavailable"
+        );
+    }
+    // A login that cannot store its session says so.
+    let newcomer = Browser::new();
+    // So does a logout that cannot delete one.
+    let other = Browser::new();
+    let id = browser.cookie(&a.base, "oauth2_session").unwrap();
+    other
+        .jar
+        .add_cookie_str(&format!("oauth2_session={id}"), &a.base.parse().unwrap());
+    let res = logout(&a, &other).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:#?}");
+    assert!(
+        res.body.contains("Sessions are unavailable"),
+        "{}",
+        res.body
+    );
+    let res = a.login(&newcomer, "/protected").await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:#?}");
+    assert!(
+        res.body.contains("Sessions are unavailable"),
+        "{}",
+        res.body
+    );
+    assert!(newcomer.cookie(&a.base, "oauth2_session").is_none());
+    // Anonymous traffic on public pages does not touch the store.
+    assert_eq!(newcomer.get(&a.url("/")).await.status, StatusCode::OK);
+
+    // Redis is back, empty (no persistence): the old session is gone, so a page load goes
+    // to the provider and a new login works on both instances — without restarting them.
+    server.restart();
+    let res = browser.get(&a.url("/protected")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert!(res
+        .location()
+        .unwrap()
+        .starts_with(&a.provider.authorization_endpoint()));
+    let res = a.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert_eq!(
+        browser.get(&a.url("/protected")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        browser.get(&b.url("/protected")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        newcomer.get(&b.url("/protected")).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::builder(server.url())
+        .with_timeout(timeout)
+        .connect()
+        .await
+        .unwrap();
+    let app = instance(store).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    assert_eq!(
+        browser.get(&app.url("/protected")).await.status,
+        StatusCode::OK
+    );
+
+    server.pause(Duration::from_secs(4));
+    let started = Instant::now();
+    let page = browser.get(&app.url("/protected")).await;
+    let api = browser.get_json(&app.url("/me")).await;
+    let took = started.elapsed();
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{page:#?}");
+    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE, "{api:#?}");
+    assert!(
+        took < 2 * timeout + Duration::from_millis(1500),
+        "two requests took {took:?}"
+    );
+    server.wait_unpaused();
+    // The same session, with no restart of anything.
+    assert_eq!(
+        browser.get(&app.url("/protected")).await.status,
+        StatusCode::OK
+    );
+
+    // A logout while Redis hangs says it could not end the session. Its command was sent,
+    // though: once Redis answers again it runs, late, and the session is gone.
+    let id = browser.cookie(&app.base, "oauth2_session").unwrap();
+    server.pause(Duration::from_secs(1));
+    let res = logout(&app, &browser).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:#?}");
+    assert!(
+        res.body.contains("Sessions are unavailable"),
+        "{}",
+        res.body
+    );
+    server.wait_unpaused();
+    assert_eq!(me_with_cookie(&app, &id).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_timeout_is_enforced_by_redis() {
+    let server = RedisServer::start();
+    let app = instance_with(store(&server).await, |b| {
+        b.with_idle_timeout(Duration::from_secs(2))
+    })
+    .await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    assert_eq!(
+        browser.get(&app.url("/protected")).await.status,
+        StatusCode::OK
+    );
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}session:*")]);
+    assert_eq!(keys.len(), 1);
+    let expires: u64 = server.cmd(&["EXPIRETIME", &keys[0]]);
+    assert!(expires <= now() + 2, "the TTL follows the idle timeout");
+
+    let started = Instant::now();
+    while server.cmd::<u64>(&["EXISTS", &keys[0]]) == 1 {
+        assert!(started.elapsed() < Duration::from_secs(6));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = browser.get(&app.url("/protected")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "back to the provider");
+    assert!(res
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("oauth2_session=;")));
+}
