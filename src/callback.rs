@@ -71,6 +71,13 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> R
 
     let mut res = match outcome {
         Ok(res) => res,
+        // A callback that belongs to no login in progress, from a browser that is signed
+        // in: the callback URL reloaded, or a spent login form sent again from the
+        // history. Nothing was redeemed; the person goes home rather than to an error.
+        Err((FlowError::UnknownState, _)) if signed_in(inner, headers).await => {
+            tracing::info!("stale callback from a signed-in browser");
+            page::see_other("/")
+        }
         Err((error, return_to)) => {
             tracing::info!(error = %error, "login failed at the callback");
             let retry = crate::layer::login_href(inner, return_to.as_deref().unwrap_or("/"));
@@ -228,6 +235,17 @@ async fn complete(
         inner.cookies.session_cookie(id.as_str()),
     );
     Ok(res)
+}
+
+/// Whether the request carries the cookie of a live session.
+async fn signed_in(inner: &Inner, headers: &HeaderMap) -> bool {
+    let Some(id) = cookie::find(headers, &inner.cookies.session_name)
+        .next()
+        .and_then(SessionId::parse)
+    else {
+        return false;
+    };
+    matches!(inner.store.load(&id.key()).await, Ok(Some(s)) if !s.is_expired(now_secs()))
 }
 
 /// Claims of the ID token that userinfo must not overwrite: they are the verified facts.

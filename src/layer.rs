@@ -286,7 +286,9 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
                 }
                 return Lookup::None { stale: true };
             }
-            let session = slide_idle_deadline(inner, &key, session, now).await;
+            let Some(session) = slide_idle_deadline(inner, &key, session, now).await else {
+                return Lookup::None { stale: true };
+            };
             if !refresh::needs_refresh(&session, inner.refresh_skew, now) {
                 return Lookup::Found(session);
             }
@@ -313,22 +315,27 @@ async fn slide_idle_deadline(
     key: &SessionKey,
     session: Arc<Session>,
     now: u64,
-) -> Arc<Session> {
+) -> Option<Arc<Session>> {
     let wanted = now
         .saturating_add(inner.idle_timeout.as_secs())
         .min(session.absolute_expires_at);
     if wanted.saturating_sub(session.expires_at) < TOUCH_INTERVAL_SECS {
-        return session;
+        return Some(session);
     }
     let mut touched = (*session).clone();
     touched.expires_at = wanted;
     let touched = Arc::new(touched);
-    if let Err(e) = inner.store.save(key, Arc::clone(&touched)).await {
-        // The session stays valid until its old deadline; the next request tries again.
-        tracing::warn!(error = %e, "could not extend the session's idle deadline");
-        return session;
+    match inner.store.update(key, Arc::clone(&touched)).await {
+        Ok(true) => Some(touched),
+        // Deleted since it was loaded (a logout elsewhere): it stays deleted.
+        Ok(false) => None,
+        Err(e) => {
+            // The session stays valid until its old deadline; the next request tries
+            // again.
+            tracing::warn!(error = %e, "could not extend the session's idle deadline");
+            Some(session)
+        }
     }
-    touched
 }
 
 /// The answer to a request that needs a user and has none: a login for a browser

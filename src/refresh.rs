@@ -175,9 +175,14 @@ async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
         next.scopes = scopes.iter().map(|s| s.to_string()).collect();
     }
     let next = Arc::new(next);
-    if let Err(e) = inner.store.save(key, Arc::clone(&next)).await {
-        tracing::error!(error = %e, "could not store the refreshed session");
-        return Refreshed::Unavailable;
+    match inner.store.update(key, Arc::clone(&next)).await {
+        Ok(true) => {}
+        // Logged out while the refresh ran: it stays logged out.
+        Ok(false) => return Refreshed::Ended,
+        Err(e) => {
+            tracing::error!(error = %e, "could not store the refreshed session");
+            return Refreshed::Unavailable;
+        }
     }
     tracing::debug!("access token refreshed");
     Refreshed::Session(next)

@@ -788,25 +788,21 @@ async fn idle_sessions_expire() {
 
 #[tokio::test]
 async fn absolute_lifetime_ends_sessions_however_busy() {
+    // Deadlines are whole seconds, so a 3-second lifetime ends between 2 and 3 seconds
+    // after login: busy for 1.5 s it lives, 4.2 s after login it is gone.
     let app = app::start_with(Options {
-        layer: Box::new(|b| b.with_absolute_lifetime(std::time::Duration::from_secs(2))),
+        layer: Box::new(|b| b.with_absolute_lifetime(std::time::Duration::from_secs(3))),
         ..Default::default()
     })
     .await;
     let browser = Browser::new();
     app.login(&browser, "/protected").await;
     for _ in 0..5 {
-        assert_eq!(
-            browser.get_json(&app.url("/me")).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(browser.get_json(&app.url("/me")).await.status, StatusCode::OK);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-    assert_eq!(
-        browser.get_json(&app.url("/me")).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    tokio::time::sleep(std::time::Duration::from_millis(2700)).await;
+    assert_eq!(browser.get_json(&app.url("/me")).await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// Opens the sealed pending cookie of `browser` for `callback` with the test key, lets `edit`
@@ -934,4 +930,20 @@ async fn old_pending_logins_are_dropped_past_the_cap() {
         browser.get(&callbacks[0]).await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn a_spent_callback_sends_a_signed_in_browser_home_and_redeems_nothing() {
+    let app = app::start().await;
+    let browser = Browser::new();
+    let auth = app.start_login(&browser, "/protected").await;
+    let callback = app.authorize(&browser, &auth).await;
+    assert_eq!(browser.get(&callback).await.location(), Some("/protected"));
+    let again = browser.get(&callback).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), Some("/"));
+    assert_eq!(app.provider.token_requests(), 1);
+    // Not signed in, the same URL is an error page.
+    let stranger = Browser::new().get(&callback).await;
+    assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
 }

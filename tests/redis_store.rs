@@ -112,6 +112,36 @@ async fn save_load_delete() {
 }
 
 #[tokio::test]
+async fn update_replaces_only_a_session_that_is_still_there() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key(42);
+    // Deleted (say, by a logout on another instance) before the slide or refresh lands:
+    // the update does not bring it back.
+    assert!(!store
+        .update(&k, session("alice", None, 60, 600))
+        .await
+        .unwrap());
+    assert!(store.load(&k).await.unwrap().is_none());
+    store
+        .save(&k, session("alice", None, 60, 600))
+        .await
+        .unwrap();
+    assert!(store
+        .update(&k, session("alice", None, 120, 600))
+        .await
+        .unwrap());
+    let loaded = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(loaded.expires_at(), now() + 120);
+    store.delete(&k).await.unwrap();
+    assert!(!store
+        .update(&k, session("alice", None, 60, 600))
+        .await
+        .unwrap());
+    assert!(store.load(&k).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn an_expired_session_is_not_written() {
     let server = RedisServer::start();
     let store = store(&server).await;

@@ -91,6 +91,17 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    /// Replaces the entry under its shard's write lock: a delete cannot slip in between.
+    async fn update(&self, key: &SessionKey, session: Arc<Session>) -> Result<bool, StoreError> {
+        match self.inner.sessions.get_mut(key) {
+            Some(mut entry) => {
+                *entry = session;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// A scan of all sessions: back-channel logouts are rare, and an index would cost
     /// memory and work on every save.
     async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
@@ -136,6 +147,21 @@ mod tests {
         store.delete(&key).await.unwrap();
         assert!(store.load(&key).await.unwrap().is_none());
         store.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn update_replaces_only_a_session_that_is_there() {
+        let store = MemoryStore::new();
+        let key = SessionId::generate().key();
+        assert!(!store.update(&key, session(now_secs() + 60)).await.unwrap());
+        assert!(store.load(&key).await.unwrap().is_none(), "not created");
+        store.save(&key, session(now_secs() + 60)).await.unwrap();
+        let later = session(now_secs() + 120);
+        assert!(store.update(&key, later).await.unwrap());
+        assert_eq!(
+            store.load(&key).await.unwrap().unwrap().expires_at(),
+            now_secs() + 120
+        );
     }
 
     #[tokio::test]

@@ -229,6 +229,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes the session under `key`; deleting a missing session is not an error.
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError>;
 
+    /// Replaces the session under `key` only if it is still there, and says whether it
+    /// was. The layer updates sessions with it (sliding the idle deadline, storing
+    /// refreshed tokens), so a logout that lands between its load and its write (on
+    /// another instance, or a back-channel logout) is not undone.
+    ///
+    /// The default loads, then saves: correct for a single writer, but a store shared by
+    /// several instances should do it in one step (Redis: `SET .. XX`).
+    async fn update(&self, key: &SessionKey, session: Arc<Session>) -> Result<bool, StoreError> {
+        if self.load(key).await?.is_none() {
+            return Ok(false);
+        }
+        self.save(key, session).await?;
+        Ok(true)
+    }
+
     /// Deletes every session that [`Session::matches`] `target` (an OpenID Connect
     /// back-channel logout) and returns how many were deleted.
     async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError>;
@@ -255,6 +270,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         (**self).delete(key).await
+    }
+    async fn update(&self, key: &SessionKey, session: Arc<Session>) -> Result<bool, StoreError> {
+        (**self).update(key, session).await
     }
     async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
         (**self).delete_matching(target).await

@@ -419,6 +419,29 @@ impl SessionStore for RedisStore {
             .await
     }
 
+    /// One `SET .. EXAT .. XX`: only a session that is still there is replaced. Its index
+    /// sets already name it (an update keeps the subject and sid).
+    async fn update(&self, key: &SessionKey, session: Arc<Session>) -> Result<bool, StoreError> {
+        let expires_at = session.expires_at.min(session.absolute_expires_at);
+        if expires_at <= now_secs() {
+            self.delete(key).await?;
+            return Ok(false);
+        }
+        let value = serde_json::to_vec(&*session)
+            .map_err(|_| StoreError::new("redis update: the session could not be serialized"))?;
+        let cmd = redis::cmd("SET")
+            .arg(self.session_key(&key.to_hex()))
+            .arg(value)
+            .arg("EXAT")
+            .arg(expires_at)
+            .arg("XX")
+            .clone();
+        let written: Option<String> = self
+            .bounded("update", self.query(Request::Cmd(&cmd)))
+            .await?;
+        Ok(written.is_some())
+    }
+
     /// `GETDEL`, then `SREM` of the session from its index sets.
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         let hex = key.to_hex();
