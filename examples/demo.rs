@@ -85,30 +85,44 @@ async fn main() -> Result<(), Error> {
                 .into())
             }
         };
+        // The app's own URLs the provider must know: where to return after sign-out,
+        // and where to send back-channel logout tokens.
+        let app_origin = url::Url::parse(&redirect_url)?
+            .origin()
+            .ascii_serialization();
         let provider = DevProvider::builder()
             .with_addr(addr)
             .with_user_shape(shape)
-            .with_client(DevClient::confidential("demo", &secret, &redirect_url))
+            .with_client(
+                DevClient::confidential("demo", &secret, &redirect_url)
+                    .with_post_logout_redirect_uri(format!("{app_origin}/auth/logout-callback"))
+                    .with_backchannel_logout_uri(format!("{app_origin}/auth/backchannel-logout")),
+            )
             .start()
             .await?;
         let builder = LoginLayer::builder()
             .with_client_id("demo")
-            .with_client_secret(secret)
-            .with_authorization_endpoint(provider.authorization_endpoint())
-            .with_token_endpoint(provider.token_endpoint())
-            // The embedded provider names its issuer in the callback (RFC 9207); GitHub
-            // does not, so examples/github.rs sets none.
-            .with_issuer(provider.issuer());
+            .with_client_secret(secret);
         let builder = match shape {
             // GitHub's way (see examples/github.rs): no OpenID Connect, the user from
-            // `GET /user`, named by its numeric `id`.
+            // `GET /user`, named by its numeric `id`. The embedded provider names its
+            // issuer in the callback (RFC 9207); GitHub does not, so examples/github.rs
+            // sets none.
             UserShape::GitHub => builder
+                .with_authorization_endpoint(provider.authorization_endpoint())
+                .with_token_endpoint(provider.token_endpoint())
+                .with_issuer(provider.issuer())
                 .with_userinfo_endpoint(format!("{}/user", provider.base_url()))
                 .with_subject_field("id")
                 .with_scopes(["read:user"]),
-            UserShape::Standard => builder
-                .with_userinfo_endpoint(provider.userinfo_endpoint())
-                .with_scopes(["openid", "profile"]),
+            // OpenID Connect through discovery, as with a real provider.
+            UserShape::Standard => {
+                builder
+                    .with_redirect_url(&redirect_url)
+                    .with_scopes(["openid", "profile", "email"])
+                    .discover(provider.issuer())
+                    .await?
+            }
         };
         dev_provider = Some(provider);
         github_style = shape == UserShape::GitHub;

@@ -137,7 +137,11 @@ async fn demo_signs_a_person_in_through_the_form() {
     let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
     assert_eq!(me["subject"], "maria");
 
-    // Sign out through the demo's own button.
+    // The demo speaks OpenID Connect with its provider: an ID token was verified.
+    let issuer = authorize.split("/authorize").next().unwrap();
+    assert_eq!(me["claims"]["iss"], issuer);
+
+    // Sign out through the demo's own button: out here, then at the provider, and back.
     let out = browser
         .request(
             reqwest::Method::POST,
@@ -145,7 +149,13 @@ async fn demo_signs_a_person_in_through_the_form() {
             &[("origin", base.as_str())],
         )
         .await;
-    assert_eq!(out.location(), Some("/logged-out"));
+    let end_session = out.location().unwrap().to_string();
+    assert!(
+        end_session.starts_with(&format!("{issuer}/end_session?")),
+        "{end_session}"
+    );
+    let hops = browser.follow(&end_session).await;
+    assert_eq!(hops.last().unwrap().url, format!("{base}/logged-out"));
     assert!(browser
         .get(&format!("{base}/"))
         .await

@@ -798,11 +798,17 @@ async fn absolute_lifetime_ends_sessions_however_busy() {
     let browser = Browser::new();
     app.login(&browser, "/protected").await;
     for _ in 0..5 {
-        assert_eq!(browser.get_json(&app.url("/me")).await.status, StatusCode::OK);
+        assert_eq!(
+            browser.get_json(&app.url("/me")).await.status,
+            StatusCode::OK
+        );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(2700)).await;
-    assert_eq!(browser.get_json(&app.url("/me")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        browser.get_json(&app.url("/me")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// Opens the sealed pending cookie of `browser` for `callback` with the test key, lets `edit`
