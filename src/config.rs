@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     pub(crate) pending_lifetime: Duration,
     pub(crate) refresh_skew: Duration,
     pub(crate) refresh_flights: crate::refresh::Flights,
+    /// How long a refresh lock lives in a shared store: longer than a refresh can take.
+    pub(crate) refresh_lock_ttl: Duration,
 }
 
 impl fmt::Debug for Inner {
@@ -835,6 +837,7 @@ impl LoginLayerBuilder {
             pending_lifetime: self.pending_lifetime,
             refresh_skew: self.refresh_skew,
             refresh_flights: Default::default(),
+            refresh_lock_ttl: self.timeout + Duration::from_secs(5),
         };
         Ok(LoginLayer::from_inner(Arc::new(inner)))
     }

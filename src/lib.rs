@@ -99,6 +99,6 @@ pub use error::{ConfigError, StoreError};
 pub use extract::{AccessToken, AuthUser, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};
-pub use session::{MemoryStore, Session, SessionKey, SessionMatch, SessionStore};
+pub use session::{MemoryStore, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreBuilder};

@@ -2,7 +2,7 @@
 //! about to be, one flight per session however many requests arrive together.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use oauth2::basic::BasicErrorResponseType;
@@ -11,7 +11,7 @@ use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::oidc::NonceCheck;
-use crate::session::{now_secs, Session, SessionKey};
+use crate::session::{now_secs, RefreshLock, Session, SessionKey};
 
 /// What became of a session whose access token needed a refresh.
 pub(crate) enum Refreshed {
@@ -80,6 +80,59 @@ pub(crate) async fn refresh(inner: &Inner, key: &SessionKey, seen: Arc<Session>)
 }
 
 async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
+    // Another instance sharing the store may be refreshing this session right now: take
+    // its refresh lock first, or wait for that instance's result.
+    let lock = match acquire(inner, key, &seen).await {
+        Ok(lock) => lock,
+        Err(outcome) => return outcome,
+    };
+    let outcome = run_locked(inner, key, seen).await;
+    if let Err(e) = inner.store.unlock_refresh(key, lock).await {
+        // It expires by itself.
+        tracing::warn!(error = %e, "could not release the refresh lock");
+    }
+    outcome
+}
+
+/// Takes the session's refresh lock, or, while another instance holds it, waits for the
+/// session it saves. A holder that crashed keeps the lock for its lifetime only; then
+/// this instance takes it.
+async fn acquire(
+    inner: &Inner,
+    key: &SessionKey,
+    seen: &Arc<Session>,
+) -> Result<RefreshLock, Refreshed> {
+    let ttl = inner.refresh_lock_ttl;
+    let give_up = Instant::now() + ttl + Duration::from_secs(2);
+    loop {
+        match inner.store.lock_refresh(key, ttl).await {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "session store unavailable for the refresh lock");
+                return Err(fallback(Arc::clone(seen)));
+            }
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+        match inner.store.load(key).await {
+            Ok(Some(s)) if !needs_refresh(&s, inner.refresh_skew, now_secs()) => {
+                return Err(Refreshed::Session(s));
+            }
+            Ok(Some(s)) if Instant::now() >= give_up => return Err(fallback(s)),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(Refreshed::Ended),
+            Err(e) => {
+                tracing::error!(error = %e, "session store unavailable during refresh");
+                return Err(fallback(Arc::clone(seen)));
+            }
+        }
+    }
+}
+
+/// How often an instance waiting for another's refresh looks at the session.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
     // Another flight (or instance) may have refreshed since this request loaded the
     // session: start from the stored one, and stop if it is fresh already. Using a
     // refresh token that was just rotated away would end the session.

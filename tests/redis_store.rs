@@ -767,3 +767,155 @@ async fn the_idle_timeout_is_enforced_by_redis() {
         .iter()
         .any(|c| c.starts_with("oauth2_session=;")));
 }
+
+// ---- Refresh across instances --------------------------------------------------------
+
+/// Two app instances on one Redis and one provider whose access tokens live `lifetime`;
+/// instance A answers the callback.
+struct Pair {
+    provider: tower_oauth2_login::dev::DevProvider,
+    a: String,
+    b: String,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for s in &self.servers {
+            s.abort();
+        }
+        self.provider.shutdown();
+    }
+}
+
+async fn pair(server: &RedisServer, lifetime: Duration) -> Pair {
+    use tower_oauth2_login::dev::{DevClient, DevProvider};
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = format!("http://{}", la.local_addr().unwrap());
+    let b = format!("http://{}", lb.local_addr().unwrap());
+    let redirect = format!("{a}/auth/callback");
+    let provider = DevProvider::builder()
+        .with_client(DevClient::confidential(
+            app::CLIENT_ID,
+            app::CLIENT_SECRET,
+            &redirect,
+        ))
+        .with_auto_login("alice")
+        .with_access_token_lifetime(lifetime)
+        .start()
+        .await
+        .unwrap();
+    let mut servers = Vec::new();
+    for listener in [la, lb] {
+        let layer = tower_oauth2_login::LoginLayer::builder()
+            .with_client_id(app::CLIENT_ID)
+            .with_client_secret(app::CLIENT_SECRET)
+            .with_authorization_endpoint(provider.authorization_endpoint())
+            .with_token_endpoint(provider.token_endpoint())
+            .with_userinfo_endpoint(provider.userinfo_endpoint())
+            .with_redirect_url(&redirect)
+            .with_cookie_key([7u8; 64])
+            .with_store(store(server).await)
+            // The refresh lock lives this plus 5 s.
+            .with_http_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let router = app::routes().layer(layer);
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }));
+    }
+    Pair {
+        provider,
+        a,
+        b,
+        servers,
+    }
+}
+
+/// Signs in on A; returns the browser (its cookie goes to both: cookies are per host).
+async fn sign_in_on_a(pair: &Pair) -> Browser {
+    let browser = Browser::new();
+    let start = browser.get(&format!("{}/protected", pair.a)).await;
+    let hops = browser.follow(start.location().unwrap()).await;
+    assert_eq!(hops.last().unwrap().status, StatusCode::OK, "{hops:#?}");
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_split_across_two_instances_after_expiry_make_one_refresh() {
+    let server = RedisServer::start();
+    let pair = pair(&server, Duration::from_secs(3)).await;
+    let browser = sign_in_on_a(&pair).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+
+    let requests = (0..50).map(|i| {
+        let browser = browser.clone();
+        let url = format!("{}/token-hash", if i % 2 == 0 { &pair.a } else { &pair.b });
+        async move { browser.get_json(&url).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let fresh = app::token_hash(pair.provider.issued_access_tokens().last().unwrap());
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{answer:#?}");
+        assert_eq!(
+            answer.body, fresh,
+            "every request, on either instance, got the new token"
+        );
+    }
+    assert_eq!(
+        pair.provider.refresh_requests(),
+        1,
+        "one refresh between the two instances"
+    );
+    println!(
+        "refresh calls for 50 requests split across two instances: {}",
+        pair.provider.refresh_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_lock_holder_blocks_the_session_for_the_lock_lifetime_only() {
+    use sha2::Digest;
+    let server = RedisServer::start();
+    let pair = pair(&server, Duration::from_secs(3)).await;
+    let browser = sign_in_on_a(&pair).await;
+    // An instance took the refresh lock and died: the lock is left for its lifetime.
+    let id = browser.cookie(&pair.a, "oauth2_session").unwrap();
+    let hex: String = sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let _: Option<String> = server.cmd(&[
+        "SET",
+        &format!("{PREFIX}refresh:{hex}"),
+        "dead-holder",
+        "PX",
+        "2500",
+    ]);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // The lock is gone by now or soon; the request waits for it and then refreshes.
+    let started = Instant::now();
+    let res = browser.get_json(&format!("{}/me", pair.b)).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:#?}");
+    assert_eq!(pair.provider.refresh_requests(), 1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A lock that outlives the wait: the request fails closed (503), and the session
+    // lives on for the next one.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let _: Option<String> = server.cmd(&[
+        "SET",
+        &format!("{PREFIX}refresh:{hex}"),
+        "dead-holder",
+        "PX",
+        "60000",
+    ]);
+    let res = browser.get_json(&format!("{}/me", pair.a)).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:#?}");
+    let _: i64 = server.cmd(&["DEL", &format!("{PREFIX}refresh:{hex}")]);
+    let res = browser.get_json(&format!("{}/me", pair.a)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(pair.provider.refresh_requests(), 2);
+}

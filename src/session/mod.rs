@@ -247,6 +247,54 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes every session that [`Session::matches`] `target` (an OpenID Connect
     /// back-channel logout) and returns how many were deleted.
     async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError>;
+
+    /// Takes the refresh lock of the session under `key` for at most `ttl`, so that
+    /// instances sharing this store refresh a session once between them. `None` when
+    /// another holder has it: the caller waits and re-loads the session, which the holder
+    /// saves with the new tokens. A crashed holder blocks the session for `ttl` at most.
+    ///
+    /// The default always grants it: within one process the layer already runs one
+    /// refresh per session at a time, which is enough for a store that only one instance
+    /// uses. Stores shared by several instances override it (and [`unlock_refresh`]).
+    ///
+    /// [`unlock_refresh`]: SessionStore::unlock_refresh
+    async fn lock_refresh(
+        &self,
+        key: &SessionKey,
+        ttl: std::time::Duration,
+    ) -> Result<Option<RefreshLock>, StoreError> {
+        let _ = (key, ttl);
+        Ok(Some(RefreshLock::new(String::new())))
+    }
+
+    /// Releases a lock taken with [`lock_refresh`](SessionStore::lock_refresh), if it is
+    /// still this holder's (it may have expired and passed to another).
+    async fn unlock_refresh(&self, key: &SessionKey, lock: RefreshLock) -> Result<(), StoreError> {
+        let _ = (key, lock);
+        Ok(())
+    }
+}
+
+/// A held refresh lock: the random token that proves who holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshLock(String);
+
+impl RefreshLock {
+    /// A lock held under `token` (stores create it; the layer only hands it back).
+    pub fn new(token: String) -> Self {
+        RefreshLock(token)
+    }
+
+    /// The holder's token.
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RefreshLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshLock(..)")
+    }
 }
 
 /// Which sessions a back-channel logout ends: those with the provider session `sid` (of
@@ -276,6 +324,16 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
         (**self).delete_matching(target).await
+    }
+    async fn lock_refresh(
+        &self,
+        key: &SessionKey,
+        ttl: std::time::Duration,
+    ) -> Result<Option<RefreshLock>, StoreError> {
+        (**self).lock_refresh(key, ttl).await
+    }
+    async fn unlock_refresh(&self, key: &SessionKey, lock: RefreshLock) -> Result<(), StoreError> {
+        (**self).unlock_refresh(key, lock).await
     }
 }
 

@@ -30,22 +30,20 @@
 //!
 //! # Servers
 //!
-//! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT`, `GETDEL`,
-//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT` and `MULTI`/`EXEC`. One
+//! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT|NX|XX`, `GETDEL`,
+//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT`, `EVAL` and `MULTI`/`EXEC`. One
 //! server (or a primary behind a stable address): Redis Cluster is not supported, because
 //! a save updates the session and its index sets in one transaction. TLS (`rediss://`) is
 //! not built in yet: use a TLS-terminating proxy, or a private network.
 //!
-//! # Not yet: the cross-instance refresh lock
+//! # The refresh lock across instances
 //!
-//! Token refresh does not exist yet. When it comes, "one refresh per session at a time"
-//! must hold across instances, not only within one. The plan for this store: a lock key
-//! `<prefix>refresh:<SessionKey hex>` taken with `SET .. NX PX <a few seconds>` holding a
-//! random token, released by a compare-and-delete (a short `EVAL` script, which Valkey
-//! has too) so a slow holder cannot release a lock that already passed to another; an
-//! instance that does not get the lock waits briefly and re-`load`s the session, which the
-//! holder has saved with the new tokens. That lock belongs in a store method of its own
-//! (the `SessionStore` trait has none yet), next to [`RedisStore::load`].
+//! "One refresh per session at a time" holds across instances: the lock key
+//! `<prefix>refresh:<SessionKey hex>` is taken with `SET .. NX PX <ttl>` holding a random
+//! token and released by a compare-and-delete `EVAL` (Valkey has it too), so a slow holder
+//! cannot release a lock that already passed to another. An instance that does not get the
+//! lock waits briefly and re-loads the session, which the holder saves with the new tokens;
+//! a crashed holder blocks the session for the lock's lifetime at most.
 //!
 //! [`delete_matching`]: SessionStore::delete_matching
 
@@ -59,7 +57,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
 
-use super::{now_secs, Session, SessionKey, SessionMatch, SessionStore};
+use super::{now_secs, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 use crate::error::StoreError;
 
 /// How many session keys one `MGET` of [`RedisStore::delete_matching`] reads.
@@ -164,6 +162,10 @@ impl RedisStore {
 
     fn session_key(&self, hex: &str) -> String {
         format!("{}session:{hex}", self.prefix)
+    }
+
+    fn refresh_lock_key(&self, hex: &str) -> String {
+        format!("{}refresh:{hex}", self.prefix)
     }
 
     fn subject_index(&self, subject: &str) -> String {
@@ -440,6 +442,45 @@ impl SessionStore for RedisStore {
             .bounded("update", self.query(Request::Cmd(&cmd)))
             .await?;
         Ok(written.is_some())
+    }
+
+    /// `SET <prefix>refresh:<hex> <random> NX PX <ttl>`.
+    async fn lock_refresh(
+        &self,
+        key: &SessionKey,
+        ttl: Duration,
+    ) -> Result<Option<RefreshLock>, StoreError> {
+        let token = {
+            use rand::RngCore;
+            let mut bytes = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cmd = redis::cmd("SET")
+            .arg(self.refresh_lock_key(&key.to_hex()))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis)
+            .clone();
+        let taken: Option<String> = self.bounded("lock", self.query(Request::Cmd(&cmd))).await?;
+        Ok(taken.map(|_| RefreshLock::new(token)))
+    }
+
+    /// A compare-and-delete: only the holder's own token releases the lock.
+    async fn unlock_refresh(&self, key: &SessionKey, lock: RefreshLock) -> Result<(), StoreError> {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                               return redis.call('DEL', KEYS[1]) else return 0 end";
+        let cmd = redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.refresh_lock_key(&key.to_hex()))
+            .arg(lock.token())
+            .clone();
+        self.bounded::<i64>("unlock", self.query(Request::Cmd(&cmd)))
+            .await
+            .map(drop)
     }
 
     /// `GETDEL`, then `SREM` of the session from its index sets.
