@@ -93,7 +93,6 @@ pub(crate) enum NonceCheck<'a> {
     /// At login: the claim must be present and equal.
     Equal(&'a str),
     /// At refresh (OIDC Core 12.2): absent, or equal to the login's.
-    #[allow(dead_code)] // Used by token refresh, which comes next.
     AbsentOrEqual(Option<&'a str>),
 }
 
