@@ -198,19 +198,9 @@ pub(super) fn not_json_response() -> Response {
         .into_response()
 }
 
+/// The layer's own escaping: one implementation for every page the crate writes.
 pub(super) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::page::escape(s)
 }
 
 const STYLE: &str = "\
