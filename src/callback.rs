@@ -13,7 +13,7 @@ use crate::authorize::PendingLogin;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::error::FlowError;
-use crate::session::{now_secs, Session, SessionId};
+use crate::session::{now_secs, Claims, Session, SessionId};
 use crate::{cookie, page, userinfo};
 
 /// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
@@ -197,7 +197,7 @@ async fn complete(
     let absolute = now.saturating_add(inner.absolute_lifetime.as_secs());
     let session = Session {
         subject: identity.subject,
-        claims: identity.claims,
+        claims: Claims::from_map(&identity.claims),
         scopes: token
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect())

@@ -8,6 +8,7 @@
 //! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
 //! several instances, survives restarts of the app).
 
+mod claims;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -23,6 +24,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub(crate) use self::claims::Claims;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
@@ -129,7 +131,8 @@ impl fmt::Debug for SessionId {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub(crate) subject: String,
-    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    /// Compact JSON text, parsed on demand (see [`Claims`] for why).
+    pub(crate) claims: Claims,
     pub(crate) scopes: Vec<String>,
     pub(crate) access_token: String,
     pub(crate) access_expires_at: Option<u64>,
@@ -154,9 +157,14 @@ impl Session {
         &self.subject
     }
 
-    /// The user's claims as the provider gave them (userinfo JSON).
+    /// The user's claims as the provider gave them (the ID token's and userinfo's).
+    ///
+    /// The session keeps its claims as compact JSON text: the map is built on the first
+    /// call and kept with the session from then on. To read a claim or two on every
+    /// request, [`AuthUser::claim`](crate::AuthUser::claim) and
+    /// [`AuthUser::claims_as`](crate::AuthUser::claims_as) read the text without it.
     pub fn claims(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.claims
+        self.claims.map()
     }
 
     /// The scopes granted by the provider.
