@@ -52,8 +52,28 @@ impl CallbackParams {
     }
 }
 
+/// Where the token endpoint's answer comes from.
+pub(crate) enum Exchange {
+    /// The code is redeemed at the token endpoint: every real callback.
+    Network,
+    /// The answer is given (the bench hook, `crate::bench`): the callback's own work
+    /// without the network.
+    #[cfg(feature = "dev-provider")]
+    Recorded(Bytes),
+}
+
 /// Answers a request to the callback path.
 pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
+    handle_with(inner, headers, query, Exchange::Network).await
+}
+
+/// [`handle`], with the token endpoint's answer from `exchange`.
+pub(crate) async fn handle_with(
+    inner: &Inner,
+    headers: &HeaderMap,
+    query: &str,
+    exchange: Exchange,
+) -> Response<Bytes> {
     let wants_json = crate::layer::wants_json(headers);
     let (outcome, pending_name) = match CallbackParams::parse(query) {
         Ok(params) => {
@@ -62,7 +82,7 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> R
                 .as_deref()
                 .map(|s| inner.cookies.pending_name(s));
             (
-                complete(inner, headers, &params, pending_name.as_deref()).await,
+                complete(inner, headers, &params, pending_name.as_deref(), exchange).await,
                 pending_name,
             )
         }
@@ -109,6 +129,7 @@ async fn complete(
     headers: &HeaderMap,
     params: &CallbackParams,
     pending_name: Option<&str>,
+    exchange: Exchange,
 ) -> Result<Response<Bytes>, Failure> {
     // 1. The state must match a pending login started in this browser.
     let pending = match (params.state.as_deref(), pending_name) {
@@ -157,13 +178,22 @@ async fn complete(
     };
 
     // 4. The back-channel exchange, with the PKCE verifier and client authentication.
-    let token = inner
-        .oauth
-        .exchange_code(AuthorizationCode::new(code.to_string()))
-        .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
-        .request_async(&inner.backchannel)
-        .await
-        .map_err(|e| (token_error(e), return_to.clone()))?;
+    let token: crate::config::TokenResponse = match exchange {
+        Exchange::Network => inner
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
+            .request_async(&inner.backchannel)
+            .await
+            .map_err(|e| (token_error(e), return_to.clone()))?,
+        #[cfg(feature = "dev-provider")]
+        Exchange::Recorded(body) => serde_json::from_slice(&body).map_err(|_| {
+            (
+                FlowError::Provider5xx("the provider's answer is not valid"),
+                return_to.clone(),
+            )
+        })?,
+    };
 
     // RFC 6749 7.1 and RFC 6750: the layer only knows how to use bearer tokens.
     if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {

@@ -50,6 +50,11 @@ impl LoginLayer {
         Self { inner }
     }
 
+    #[cfg(feature = "dev-provider")]
+    pub(crate) fn shared(&self) -> &Inner {
+        &self.inner
+    }
+
     /// A layer that requires a signed-in user for the routes it wraps, for apps that
     /// build this layer with [`Access::Public`](crate::Access::Public) and protect some
     /// routes only. It must run inside this `LoginLayer`.

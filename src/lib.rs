@@ -77,6 +77,9 @@
 
 mod authorize;
 mod backchannel;
+#[cfg(feature = "dev-provider")]
+#[doc(hidden)]
+pub mod bench;
 mod callback;
 mod config;
 mod cookie;
