@@ -85,6 +85,7 @@ mod config;
 mod cookie;
 mod error;
 mod extract;
+mod jwk;
 mod layer;
 mod logout;
 mod oidc;
