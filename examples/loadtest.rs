@@ -215,15 +215,21 @@ fn main() -> Result<(), Error> {
         for i in order {
             let t = &mut targets[i];
             t.cookie = client_rt.block_on(sign_in(t))?;
+            let before = Cpu::now(redis.as_ref().and_then(Redis::pid));
             let run = client_rt.block_on(load(t.addr, &t.cookie, &o))?;
+            let cpu = Cpu::now(redis.as_ref().and_then(Redis::pid)).since(&before);
             println!(
-                "round {}/{}  {:<13} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
+                "round {}/{}  {:<13} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   \
+                 cores busy: this process {:.2}, redis {:.2}, others {:.2}",
                 round + 1,
                 o.rounds,
                 t.name,
                 run.rps,
                 run.p50_ms,
-                run.p99_ms
+                run.p99_ms,
+                cpu.this,
+                cpu.redis,
+                cpu.others
             );
             t.rps.push(run.rps);
             t.p50.push(run.p50_ms);
@@ -536,6 +542,77 @@ async fn load(addr: SocketAddr, cookie: &str, o: &Options) -> Result<Run, Error>
     })
 }
 
+/// CPU time so far: this process, the private redis-server, the whole machine.
+struct Cpu {
+    at: Instant,
+    this: f64,
+    redis: f64,
+    machine: f64,
+}
+
+/// Cores kept busy over an interval.
+struct CpuUse {
+    this: f64,
+    redis: f64,
+    others: f64,
+}
+
+impl Cpu {
+    fn now(redis: Option<u32>) -> Cpu {
+        // Clock ticks of /proc: 100 a second on Linux.
+        const TICK: f64 = 0.01;
+        let process = |pid: &str| -> f64 {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // After the command name in parentheses: utime and stime are the 12th
+                    // and 13th fields.
+                    let rest = stat.rsplit_once(')')?.1;
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    Some(
+                        fields.get(11)?.parse::<f64>().ok()?
+                            + fields.get(12)?.parse::<f64>().ok()?,
+                    )
+                })
+                .unwrap_or(0.0)
+                * TICK
+        };
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let cpu = stat.lines().next()?;
+                let ticks: Vec<f64> = cpu
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|t| t.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal: busy is all but idle
+                // and iowait.
+                let busy: f64 = ticks.iter().sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+                Some(busy * TICK)
+            })
+            .unwrap_or(0.0);
+        Cpu {
+            at: Instant::now(),
+            this: process("self"),
+            redis: redis.map_or(0.0, |pid| process(&pid.to_string())),
+            machine,
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> CpuUse {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-9);
+        let this = (self.this - before.this) / secs;
+        let redis = (self.redis - before.redis) / secs;
+        let machine = (self.machine - before.machine) / secs;
+        CpuUse {
+            this,
+            redis,
+            others: (machine - this - redis).max(0.0),
+        }
+    }
+}
+
 /// The machine, for the record: CPUs, model, load.
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -563,6 +640,10 @@ struct Redis {
 }
 
 impl Redis {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn describe(&self) -> String {
         match &self.child {
             Some(_) => format!("a private redis-server at {}", self.url),
