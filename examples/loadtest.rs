@@ -19,6 +19,12 @@
 //! each ratio is the median of the rounds' own ratios (throughput: above 1 means this
 //! layer serves more requests a second).
 //!
+//! Each round also says how busy the cores were (this process, redis-server, and the rest
+//! of the machine, from `/proc`), and the table gives the CPU each target spends per request:
+//! on a machine that other work shares, throughput follows what the others leave, while
+//! CPU per request does not, so `CPU vs bare` (bare's CPU per request over the target's)
+//! is the steadier estimate of the throughput ratio on a machine of one's own.
+//!
 //! Options (defaults in brackets): `--rounds N` [5], `--duration SECS` measured per target
 //! and round [3], `--warmup SECS` per target and round [1], `--connections N` [32],
 //! `--server-threads N` and `--client-threads N` (tokio workers of the servers and of the
@@ -141,6 +147,8 @@ struct Target {
     rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    /// Microseconds of CPU (this process and redis-server) per request.
+    cpu_us: Vec<f64>,
 }
 
 fn main() -> Result<(), Error> {
@@ -232,6 +240,7 @@ fn main() -> Result<(), Error> {
                 cpu.others
             );
             t.rps.push(run.rps);
+            t.cpu_us.push((cpu.this + cpu.redis) / run.rps * 1e6);
             t.p50.push(run.p50_ms);
             t.p99.push(run.p99_ms);
         }
@@ -239,22 +248,28 @@ fn main() -> Result<(), Error> {
 
     println!();
     println!(
-        "{:<13} {:>12} {:>10} {:>10} {:>10}",
-        "target", "req/s", "p50 ms", "p99 ms", "vs bare"
+        "{:<13} {:>10} {:>9} {:>9} {:>8} {:>11} {:>12}",
+        "target", "req/s", "p50 ms", "p99 ms", "vs bare", "CPU µs/req", "CPU vs bare"
     );
     let bare_rps = targets[0].rps.clone();
+    let bare_cpu = targets[0].cpu_us.clone();
     for t in &targets {
         println!(
-            "{:<13} {:>12.0} {:>10.3} {:>10.3} {:>10.2}",
+            "{:<13} {:>10.0} {:>9.3} {:>9.3} {:>8.2} {:>11.1} {:>12.2}",
             t.name,
             median(&t.rps),
             median(&t.p50),
             median(&t.p99),
-            paired_ratio(&t.rps, &bare_rps)
+            paired_ratio(&t.rps, &bare_rps),
+            median(&t.cpu_us),
+            paired_ratio(&bare_cpu, &t.cpu_us)
         );
     }
     println!(
-        "(medians of {} rounds; ratios are medians of each round's ratio)",
+        "(medians of {} rounds; ratios are medians of the rounds' own ratios. CPU µs/req: \
+         this process (servers and load generator) and redis-server, per request; CPU vs \
+         bare: bare's CPU per request over the target's, the throughput ratio it would have \
+         with the machine to itself)",
         o.rounds
     );
     println!();
@@ -346,6 +361,7 @@ async fn start_targets(
         rps: Vec::new(),
         p50: Vec::new(),
         p99: Vec::new(),
+        cpu_us: Vec::new(),
     };
 
     targets.push(target("bare", serve(handler()).await?, SignIn::None));
