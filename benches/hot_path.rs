@@ -2,7 +2,9 @@
 //! with no layer, and the anonymous request that gets redirected to the provider.
 //!
 //! `cargo bench --bench hot_path`. In-process, no network: the services are called
-//! directly and their futures complete without a runtime.
+//! directly and their futures complete without a runtime. `axum_router::*` do the same
+//! through an axum `Router` with one route, as examples/loadtest.rs serves it (axum clones
+//! and boxes each route's service per request, the layer's included).
 
 use std::convert::Infallible;
 
@@ -37,6 +39,7 @@ async fn handler(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Inf
 struct Fixture {
     bare: Svc,
     layered: Svc,
+    layer: LoginLayer,
     session_cookie: String,
 }
 
@@ -63,12 +66,14 @@ fn fixture() -> Fixture {
             .with_cookie_key([3u8; 64])
             .build()
             .unwrap();
+        let layer_for_axum = layer.clone();
         let bare: Svc = tower::util::BoxCloneSyncService::new(tower::service_fn(handler));
         let layered: Svc = tower::util::BoxCloneSyncService::new(
             tower::ServiceBuilder::new()
                 .layer(layer)
                 .service(tower::service_fn(handler)),
         );
+        let layer = layer_for_axum;
 
         let get = |path: &str, cookie: Option<&str>| {
             let mut b = Request::get(path).header(header::ACCEPT, "text/html");
@@ -122,6 +127,7 @@ fn fixture() -> Fixture {
         Fixture {
             bare,
             layered,
+            layer,
             session_cookie,
         }
     })
@@ -182,4 +188,43 @@ fn anonymous_redirected_to_provider(bencher: divan::Bencher) {
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
             res
         });
+}
+
+/// The same two through axum, as examples/loadtest.rs serves them: a `Router` with one
+/// route, bare and with the layer on it.
+mod axum_router {
+    use super::*;
+
+    async fn hello() -> &'static str {
+        "hello"
+    }
+
+    fn call(router: &mut axum::Router, req: Request<Full<Bytes>>) -> StatusCode {
+        router
+            .call(req)
+            .now_or_never()
+            .expect("completes without waiting")
+            .unwrap()
+            .status()
+    }
+
+    #[divan::bench]
+    fn bare(bencher: divan::Bencher) {
+        let mut router = axum::Router::new().route("/dashboard", axum::routing::get(hello));
+        let cookie = FIXTURE.session_cookie.clone();
+        bencher
+            .with_inputs(|| request(Some(&cookie)))
+            .bench_local_values(|req| assert_eq!(call(&mut router, req), StatusCode::OK));
+    }
+
+    #[divan::bench]
+    fn authenticated_through_layer(bencher: divan::Bencher) {
+        let mut router = axum::Router::new()
+            .route("/dashboard", axum::routing::get(hello))
+            .layer(FIXTURE.layer.clone());
+        let cookie = FIXTURE.session_cookie.clone();
+        bencher
+            .with_inputs(|| request(Some(&cookie)))
+            .bench_local_values(|req| assert_eq!(call(&mut router, req), StatusCode::OK));
+    }
 }
