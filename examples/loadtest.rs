@@ -12,8 +12,10 @@
 //! | `axum-oidc` | the handler behind `axum-oidc` 0.6 (`OidcLoginLayer`, `OidcAuthLayer`) and `tower-sessions`' memory store, signed in |
 //!
 //! Both layers sign in against the embedded development provider (OpenID Connect, with
-//! discovery) before each round; every measured answer must be the handler's `200`, so
-//! every measured request is an authenticated one. The targets take turns within a round
+//! discovery) before each round, one browser per connection by default (32 users, as a
+//! site has many: one session shared by every connection would make every request of both
+//! server threads touch the same reference count and lock); every measured answer must be
+//! the handler's `200`, so every measured request is an authenticated one. The targets take turns within a round
 //! (in reverse order every other round) and the rounds repeat, so a change in the
 //! machine's load falls on all of them alike; the figures are medians over the rounds and
 //! each ratio is the median of the rounds' own ratios (throughput: above 1 means this
@@ -27,6 +29,7 @@
 //!
 //! Options (defaults in brackets): `--rounds N` [5], `--duration SECS` measured per target
 //! and round [3], `--warmup SECS` per target and round [1], `--connections N` [32],
+//! `--sessions N` signed-in browsers per target, connection `i` being the `i % N`th [32],
 //! `--server-threads N` and `--client-threads N` (tokio workers of the servers and of the
 //! load generator) [number of CPUs each], `--no-redis`, `--no-peer`, `--only
 //! layer-redis,...` (those targets and `bare`, e.g. to profile one). A longer run:
@@ -68,6 +71,8 @@ struct Options {
     duration: Duration,
     warmup: Duration,
     connections: usize,
+    /// Signed-in browsers per target, spread over the connections.
+    sessions: usize,
     server_threads: usize,
     client_threads: usize,
     redis: bool,
@@ -84,6 +89,7 @@ impl Options {
             duration: Duration::from_secs(3),
             warmup: Duration::from_secs(1),
             connections: 32,
+            sessions: 32,
             server_threads: cpus,
             client_threads: cpus,
             redis: true,
@@ -98,6 +104,7 @@ impl Options {
                 "--duration" => o.duration = Duration::from_secs_f64(value()?.parse()?),
                 "--warmup" => o.warmup = Duration::from_secs_f64(value()?.parse()?),
                 "--connections" => o.connections = value()?.parse()?,
+                "--sessions" => o.sessions = value()?.parse()?,
                 "--server-threads" => o.server_threads = value()?.parse()?,
                 "--client-threads" => o.client_threads = value()?.parse()?,
                 "--no-redis" => o.redis = false,
@@ -108,7 +115,7 @@ impl Options {
                 "-h" | "--help" => {
                     println!(
                         "usage: loadtest [--rounds N] [--duration SECS] [--warmup SECS] \
-                         [--connections N] [--server-threads N] [--client-threads N] \
+                         [--connections N] [--sessions N] [--server-threads N] [--client-threads N] \
                          [--no-redis] [--no-peer] [--only TARGET[,TARGET...]]"
                     );
                     std::process::exit(0);
@@ -116,8 +123,10 @@ impl Options {
                 other => return Err(format!("unknown argument {other:?} (try --help)").into()),
             }
         }
-        if o.rounds == 0 || o.connections == 0 || o.duration.is_zero() {
-            return Err("--rounds, --connections and --duration must be above zero".into());
+        if o.rounds == 0 || o.connections == 0 || o.sessions == 0 || o.duration.is_zero() {
+            return Err(
+                "--rounds, --connections, --sessions and --duration must be above zero".into(),
+            );
         }
         // A bound on the whole run, whatever is asked: a few hours at most.
         let per_round = (o.duration + o.warmup).as_secs_f64() * 4.0;
@@ -142,8 +151,9 @@ struct Target {
     name: &'static str,
     addr: SocketAddr,
     sign_in: SignIn,
-    /// The `Cookie` header of the measured requests (signed in before each round).
-    cookie: String,
+    /// The `Cookie` headers of the measured requests, one per signed-in browser (signed
+    /// in before each round); connection `i` sends the `i % len`th.
+    cookies: Vec<String>,
     rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
@@ -186,11 +196,13 @@ fn main() -> Result<(), Error> {
     println!("loadtest: {}", machine());
     println!(
         "  {} rounds; each target {} s measured after {} s of warm-up, {} keep-alive \
-         connections; server {} tokio workers, load generator {}; GET {PATH}",
+         connections, {} signed-in browsers per target; server {} tokio workers, load \
+         generator {}; GET {PATH}",
         o.rounds,
         o.duration.as_secs_f64(),
         o.warmup.as_secs_f64(),
         o.connections,
+        o.sessions,
         o.server_threads,
         o.client_threads
     );
@@ -204,14 +216,14 @@ fn main() -> Result<(), Error> {
     // One unrecorded pass over every target first: the first target of a fresh process
     // would otherwise also pay for the process's own warm-up (allocator, thread pools).
     for t in &mut targets {
-        t.cookie = client_rt.block_on(sign_in(t))?;
+        t.cookies = client_rt.block_on(sign_in_all(t, o.sessions))?;
         let warmup = Options {
             duration: o.warmup,
             warmup: Duration::ZERO,
             only: None,
             ..o.clone()
         };
-        client_rt.block_on(load(t.addr, &t.cookie, &warmup))?;
+        client_rt.block_on(load(t.addr, &t.cookies, &warmup))?;
     }
 
     for round in 0..o.rounds {
@@ -222,9 +234,9 @@ fn main() -> Result<(), Error> {
         };
         for i in order {
             let t = &mut targets[i];
-            t.cookie = client_rt.block_on(sign_in(t))?;
+            t.cookies = client_rt.block_on(sign_in_all(t, o.sessions))?;
             let before = Cpu::now(redis.as_ref().and_then(Redis::pid));
-            let run = client_rt.block_on(load(t.addr, &t.cookie, &o))?;
+            let run = client_rt.block_on(load(t.addr, &t.cookies, &o))?;
             let cpu = Cpu::now(redis.as_ref().and_then(Redis::pid)).since(&before);
             println!(
                 "round {}/{}  {:<13} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   \
@@ -357,7 +369,7 @@ async fn start_targets(
         name,
         addr,
         sign_in,
-        cookie: String::new(),
+        cookies: Vec::new(),
         rps: Vec::new(),
         p50: Vec::new(),
         p99: Vec::new(),
@@ -447,6 +459,21 @@ fn serve_on(listener: tokio::net::TcpListener, app: Router) -> SocketAddr {
     addr
 }
 
+/// Signs `n` browsers in to a target (a few at a time), or one cookie for `bare`.
+async fn sign_in_all(t: &Target, n: usize) -> Result<Vec<String>, Error> {
+    if t.sign_in == SignIn::None {
+        return Ok(vec![sign_in(t).await?]);
+    }
+    let mut cookies = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+        let signed = futures_util::future::join_all(chunk.iter().map(|_| sign_in(t))).await;
+        for cookie in signed {
+            cookies.push(cookie?);
+        }
+    }
+    Ok(cookies)
+}
+
 /// Signs in to a target the way a browser would (following the redirects through the
 /// provider) and returns the `Cookie` header to load it with.
 async fn sign_in(t: &Target) -> Result<String, Error> {
@@ -493,15 +520,18 @@ struct Run {
 
 /// Loads `addr` with `o.connections` keep-alive connections for the warm-up and then the
 /// measured duration; counts the requests sent and answered within the measured window.
-async fn load(addr: SocketAddr, cookie: &str, o: &Options) -> Result<Run, Error> {
-    let cookie = HeaderValue::from_str(cookie)?;
+async fn load(addr: SocketAddr, cookies: &[String], o: &Options) -> Result<Run, Error> {
+    let cookies = cookies
+        .iter()
+        .map(|c| HeaderValue::from_str(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let host = HeaderValue::from_str(&addr.to_string())?;
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + o.warmup;
     let measure_until = measure_from + o.duration;
     let mut tasks = Vec::new();
-    for _ in 0..o.connections {
-        let cookie = cookie.clone();
+    for i in 0..o.connections {
+        let cookie = cookies[i % cookies.len()].clone();
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
