@@ -158,20 +158,9 @@ async fn complete(
         .await
         .map_err(|e| (token_error(e), return_to.clone()))?;
 
-    // RFC 6749 7.1 and RFC 6750: the layer only knows how to use bearer tokens.
-    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
-        return Err((
-            FlowError::Provider5xx("the provider issued a token of an unknown type"),
-            return_to,
-        ));
-    }
-    let access_token = token.access_token().secret().clone();
-    if access_token.is_empty() {
-        return Err((
-            FlowError::Provider5xx("the provider issued an empty token"),
-            return_to,
-        ));
-    }
+    let access_token = usable_access_token(&token)
+        .map_err(|e| (e, return_to.clone()))?
+        .to_string();
 
     // 5. Who the user is: the verified ID token (OpenID Connect), with userinfo claims
     // added; or the userinfo endpoint alone (plain OAuth 2.0).
@@ -228,6 +217,21 @@ async fn complete(
         inner.cookies.session_cookie(id.as_str()),
     );
     Ok(res)
+}
+
+/// The access token of a token response, if the layer can use it: RFC 6749 7.1 and
+/// RFC 6750, the layer only knows how to use bearer tokens, and an empty one is no token.
+pub(crate) fn usable_access_token(token: &crate::config::TokenResponse) -> Result<&str, FlowError> {
+    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
+        return Err(FlowError::Provider5xx(
+            "the provider issued a token of an unknown type",
+        ));
+    }
+    let access_token = token.access_token().secret();
+    if access_token.is_empty() {
+        return Err(FlowError::Provider5xx("the provider issued an empty token"));
+    }
+    Ok(access_token)
 }
 
 /// Claims of the ID token that userinfo must not overwrite: they are the verified facts.
@@ -294,7 +298,7 @@ pub(crate) const MAX_PENDING_LOGINS: usize = 5;
 
 /// The names of pending cookies, other than the one being answered, that should go:
 /// unreadable (another key, tampered), expired, or the oldest past the cap.
-fn stale_pending_cookies(
+pub(crate) fn stale_pending_cookies(
     inner: &Inner,
     headers: &HeaderMap,
     answered: Option<&str>,
@@ -328,7 +332,7 @@ fn stale_pending_cookies(
 }
 
 /// Opens the pending cookie `name` and checks it belongs to `state` and is fresh.
-fn open_pending(
+pub(crate) fn open_pending(
     inner: &Inner,
     headers: &HeaderMap,
     name: &str,
@@ -359,7 +363,7 @@ fn sanitize_error_code(code: &str) -> String {
 
 /// Maps a failed exchange to what the person is told. The raw provider answer is never
 /// shown or logged: a malformed success response may hold tokens.
-fn token_error(
+pub(crate) fn token_error(
     e: RequestTokenError<BackchannelError, oauth2::basic::BasicErrorResponse>,
 ) -> FlowError {
     match e {

@@ -50,6 +50,12 @@ impl LoginLayer {
         Self { inner }
     }
 
+    /// The configuration, for the fuzzing entry points.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// A layer that requires a signed-in user for the routes it wraps, for apps that
     /// build this layer with [`Access::Public`](crate::Access::Public) and protect some
     /// routes only. It must run inside this `LoginLayer`.

@@ -434,7 +434,10 @@ impl Oidc {
 
 /// Fetches the discovery document of `issuer` (its `issuer` must be the same string) and
 /// the JWKS it names.
-pub(crate) async fn discover(http: &Backchannel, issuer: &str) -> Result<Metadata, String> {
+pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, String>
+where
+    C: openidconnect::AsyncHttpClient<'c>,
+{
     let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| e.to_string())?;
     Metadata::discover_async(issuer, http)
         .await
