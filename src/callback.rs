@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::authorize::PendingLogin;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
+use crate::cookie::PendingIndex;
 use crate::error::FlowError;
 use crate::session::{now_secs, Session, SessionId};
 use crate::{cookie, page, userinfo};
@@ -80,11 +81,25 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> R
     // Single use: whatever happened, this attempt's pending cookie is gone; so are other
     // attempts' cookies that are unreadable, expired, or past the cap.
     let stale = stale_pending_cookies(inner, headers, pending_name.as_deref());
-    for name in pending_name.into_iter().chain(stale) {
-        res.headers_mut().append(
-            header::SET_COOKIE,
-            inner.cookies.clear_pending_cookie(&name),
+    let cleared: Vec<String> = pending_name.into_iter().chain(stale).collect();
+    for name in &cleared {
+        res.headers_mut()
+            .append(header::SET_COOKIE, inner.cookies.clear_pending_cookie(name));
+    }
+    // The index of pending logins (read at the start of each login) forgets them too.
+    let mut index = PendingIndex::read(headers, &inner.cookies);
+    if !index.0.is_empty() {
+        let prefix = &inner.cookies.pending_prefix;
+        index.retain(
+            now_secs().saturating_sub(inner.pending_lifetime.as_secs()),
+            |hash| {
+                cleared
+                    .iter()
+                    .any(|n| n.strip_prefix(prefix.as_str()) == Some(hash))
+            },
         );
+        res.headers_mut()
+            .append(header::SET_COOKIE, index.set_cookie(&inner.cookies));
     }
     // The code must not leak through the Referer of whatever the next page loads, nor
     // be kept by a cache.

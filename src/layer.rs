@@ -261,7 +261,7 @@ fn handle_login(
                 .map(|(_, value)| value.into_owned())
         })
         .unwrap_or_else(|| "/".to_string());
-    authorize::start(inner, &return_to)
+    authorize::start(inner, headers, &return_to)
 }
 
 enum Lookup {
@@ -358,7 +358,7 @@ pub(crate) fn unauthenticated_to(
     if is_browser_navigation(method, headers)
         || inner.unauthenticated_api == UnauthenticatedApi::Redirect
     {
-        return authorize::start(inner, return_to);
+        return authorize::start(inner, headers, return_to);
     }
     let mut res = page::json(
         StatusCode::UNAUTHORIZED,
