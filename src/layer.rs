@@ -50,6 +50,12 @@ impl LoginLayer {
         Self { inner }
     }
 
+    /// The configuration, for the fuzzing entry points.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// A layer that requires a signed-in user for the routes it wraps, for apps that
     /// build this layer with [`Access::Public`](crate::Access::Public) and protect some
     /// routes only. It must run inside this `LoginLayer`.
@@ -255,7 +261,7 @@ fn handle_login(
                 .map(|(_, value)| value.into_owned())
         })
         .unwrap_or_else(|| "/".to_string());
-    authorize::start(inner, &return_to)
+    authorize::start(inner, headers, &return_to)
 }
 
 enum Lookup {
@@ -359,7 +365,7 @@ pub(crate) fn unauthenticated_to(
     if is_browser_navigation(method, headers)
         || inner.unauthenticated_api == UnauthenticatedApi::Redirect
     {
-        return authorize::start(inner, return_to);
+        return authorize::start(inner, headers, return_to);
     }
     let mut res = page::json(
         StatusCode::UNAUTHORIZED,

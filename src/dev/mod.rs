@@ -78,7 +78,7 @@
 
 mod authorize;
 mod handle;
-mod keys;
+pub(crate) mod keys;
 mod logout;
 mod misbehave;
 mod oidc;
