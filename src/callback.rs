@@ -14,7 +14,7 @@ use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::cookie::PendingIndex;
 use crate::error::FlowError;
-use crate::session::{now_secs, Session, SessionId};
+use crate::session::{now_secs, Claims, Session, SessionId};
 use crate::{cookie, page, userinfo};
 
 /// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
@@ -53,8 +53,28 @@ impl CallbackParams {
     }
 }
 
+/// Where the token endpoint's answer comes from.
+pub(crate) enum Exchange {
+    /// The code is redeemed at the token endpoint: every real callback.
+    Network,
+    /// The answer is given (the bench hook, `crate::bench`): the callback's own work
+    /// without the network.
+    #[cfg(feature = "dev-provider")]
+    Recorded(Bytes),
+}
+
 /// Answers a request to the callback path.
 pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
+    handle_with(inner, headers, query, Exchange::Network).await
+}
+
+/// [`handle`], with the token endpoint's answer from `exchange`.
+pub(crate) async fn handle_with(
+    inner: &Inner,
+    headers: &HeaderMap,
+    query: &str,
+    exchange: Exchange,
+) -> Response<Bytes> {
     let wants_json = crate::layer::wants_json(headers);
     let (outcome, pending_name) = match CallbackParams::parse(query) {
         Ok(params) => {
@@ -63,7 +83,7 @@ pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> R
                 .as_deref()
                 .map(|s| inner.cookies.pending_name(s));
             (
-                complete(inner, headers, &params, pending_name.as_deref()).await,
+                complete(inner, headers, &params, pending_name.as_deref(), exchange).await,
                 pending_name,
             )
         }
@@ -124,6 +144,7 @@ async fn complete(
     headers: &HeaderMap,
     params: &CallbackParams,
     pending_name: Option<&str>,
+    exchange: Exchange,
 ) -> Result<Response<Bytes>, Failure> {
     // 1. The state must match a pending login started in this browser.
     let pending = match (params.state.as_deref(), pending_name) {
@@ -172,13 +193,22 @@ async fn complete(
     };
 
     // 4. The back-channel exchange, with the PKCE verifier and client authentication.
-    let token = inner
-        .oauth
-        .exchange_code(AuthorizationCode::new(code.to_string()))
-        .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
-        .request_async(&inner.backchannel)
-        .await
-        .map_err(|e| (token_error(e), return_to.clone()))?;
+    let token: crate::config::TokenResponse = match exchange {
+        Exchange::Network => inner
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
+            .request_async(&inner.backchannel)
+            .await
+            .map_err(|e| (token_error(e), return_to.clone()))?,
+        #[cfg(feature = "dev-provider")]
+        Exchange::Recorded(body) => serde_json::from_slice(&body).map_err(|_| {
+            (
+                FlowError::Provider5xx("the provider's answer is not valid"),
+                return_to.clone(),
+            )
+        })?,
+    };
 
     let access_token = usable_access_token(&token)
         .map_err(|e| (e, return_to.clone()))?
@@ -201,7 +231,7 @@ async fn complete(
     let absolute = now.saturating_add(inner.absolute_lifetime.as_secs());
     let session = Session {
         subject: identity.subject,
-        claims: identity.claims,
+        claims: Claims::from_map(&identity.claims),
         scopes: token
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect())

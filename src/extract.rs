@@ -46,15 +46,12 @@ impl AuthUser {
 
     /// The user's claims deserialized into your own type.
     pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(serde_json::Value::Object(self.session.claims.clone()))
+        self.session.claims.deserialize_into()
     }
 
     /// One claim, deserialized; `None` when absent or of another type.
     pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
-        self.session
-            .claims
-            .get(name)
-            .and_then(|v| T::deserialize(v).ok())
+        self.session.claims.get(name)
     }
 
     /// Whether the provider granted `scope`.

@@ -50,8 +50,8 @@ impl LoginLayer {
         Self { inner }
     }
 
-    /// The configuration, for the fuzzing entry points.
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// The configuration, for the fuzzing entry points and the benches.
+    #[cfg(any(test, feature = "fuzzing", feature = "dev-provider"))]
     pub(crate) fn shared(&self) -> &Arc<Inner> {
         &self.inner
     }
@@ -112,8 +112,52 @@ impl<S: fmt::Debug> fmt::Debug for LoginService<S> {
     }
 }
 
-/// The future of [`LoginService`].
-pub type ResponseFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+pin_project_lite::pin_project! {
+    /// The future of [`LoginService`].
+    ///
+    /// A request with a live session in a store that answers at once (the memory store)
+    /// gets the inner service's own future, with nothing allocated around it; every other
+    /// request (sign-in, callback, logout, a store to wait for, an idle deadline to push
+    /// back, a token to refresh, no session) gets a boxed future.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] future: F },
+        Boxed { future: BoxedResponse<B, E> },
+    }
+}
+
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Inner { .. } => "inner",
+            Kind::Boxed { .. } => "boxed",
+        };
+        f.debug_tuple("ResponseFuture").field(&kind).finish()
+    }
+}
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LoginService<S>
 where
@@ -127,95 +171,154 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let route = route(&self.shared, req.method(), req.uri().path());
+        if route == Route::App {
+            // The hot path, synchronously: the service driven to readiness is called here,
+            // so neither it nor this request's work is moved into a boxed future.
+            if let Some(session) = lookup_now(&self.shared, req.headers()) {
+                req.extensions_mut().insert(AuthUser::new(session));
+                return ResponseFuture {
+                    kind: Kind::Inner {
+                        future: self.inner.call(req),
+                    },
+                };
+            }
+        }
         // The clone that was driven to readiness serves this request (tower's usual swap).
         let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
+        let service = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
+        ResponseFuture {
+            kind: Kind::Boxed {
+                future: Box::pin(serve(shared, service, req, route)),
+            },
+        }
+    }
+}
 
-        Box::pin(async move {
-            let inner = &*shared;
-            let path = req.uri().path();
-            if path == inner.callback_path {
-                let query = req.uri().query().unwrap_or("");
-                return Ok(own(handle_callback(
-                    inner,
-                    req.method(),
-                    req.headers(),
-                    query,
-                )
-                .await));
+/// Which part of the layer answers a request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    Callback,
+    Login,
+    Logout,
+    LogoutCallback,
+    BackchannelLogout,
+    /// Everything else: the app's own routes.
+    App,
+}
+
+fn route(inner: &Inner, method: &Method, path: &str) -> Route {
+    if path == inner.callback_path {
+        Route::Callback
+    } else if path == inner.login_path {
+        Route::Login
+    } else if path == inner.logout_path && method == Method::POST {
+        Route::Logout
+    } else if path == inner.logout_callback_path && method == Method::GET {
+        Route::LogoutCallback
+    } else if inner.oidc.is_some() && inner.backchannel_logout_path.as_deref() == Some(path) {
+        Route::BackchannelLogout
+    } else {
+        Route::App
+    }
+}
+
+/// Every request but the hot path's: the layer's own routes, and the app's routes when the
+/// session must be awaited, updated or refreshed, or there is none.
+async fn serve<S, ReqBody, ResBody>(
+    shared: Arc<Inner>,
+    mut service: S,
+    mut req: Request<ReqBody>,
+    route: Route,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: From<Bytes>,
+{
+    let inner = &*shared;
+    match route {
+        Route::Callback => {
+            let query = req.uri().query().unwrap_or("");
+            return Ok(own(handle_callback(
+                inner,
+                req.method(),
+                req.headers(),
+                query,
+            )
+            .await));
+        }
+        Route::Login => {
+            return Ok(own(handle_login(
+                inner,
+                req.method(),
+                req.headers(),
+                req.uri(),
+            )));
+        }
+        Route::Logout => return Ok(own(logout::handle(&shared, req.headers()).await)),
+        Route::LogoutCallback => {
+            let query = req.uri().query().unwrap_or("");
+            return Ok(own(logout::finish(inner, req.headers(), query)));
+        }
+        Route::BackchannelLogout => {
+            if req.method() != Method::POST {
+                return Ok(own(FlowError::MethodNotAllowed("POST").response(true, None)));
             }
-            if path == inner.login_path {
-                return Ok(own(handle_login(
+            let (parts, body) = req.into_parts();
+            return Ok(own(logout::backchannel(inner, &parts.headers, body).await));
+        }
+        Route::App => {}
+    }
+
+    match lookup(inner, req.headers()).await {
+        Lookup::Found(session) => {
+            req.extensions_mut().insert(AuthUser::new(session));
+            service.call(req).await
+        }
+        Lookup::StoreDown => {
+            // Fail closed: never serve a request as anonymous because the store could not
+            // say who it is.
+            let wants_json = wants_json(req.headers());
+            Ok(own(FlowError::Store.response(wants_json, None)))
+        }
+        Lookup::ProviderDown => {
+            // Fail closed too: the token has expired, and serving the request with it (or
+            // without a user) would be wrong; the session lives on.
+            let wants_json = wants_json(req.headers());
+            Ok(own(FlowError::RefreshUnavailable.response(wants_json, None)))
+        }
+        Lookup::None { stale } => {
+            let public =
+                inner.access == Access::Public || inner.public.matches(req.method(), req.uri());
+            let mut res = if public {
+                let return_to = ReturnTo(path_and_query(req.uri()).to_string());
+                req.extensions_mut().insert(return_to);
+                service.call(req).await?
+            } else {
+                own(unauthenticated(
                     inner,
                     req.method(),
                     req.headers(),
                     req.uri(),
-                )));
+                ))
+            };
+            if stale {
+                // A cookie naming no live session: have the browser forget it.
+                res.headers_mut()
+                    .append(header::SET_COOKIE, inner.cookies.clear_session_cookie());
             }
-            if path == inner.logout_path && req.method() == Method::POST {
-                return Ok(own(logout::handle(&shared, req.headers()).await));
-            }
-            if path == inner.logout_callback_path && req.method() == Method::GET {
-                let query = req.uri().query().unwrap_or("");
-                return Ok(own(logout::finish(inner, req.headers(), query)));
-            }
-            if inner.oidc.is_some() && inner.backchannel_logout_path.as_deref() == Some(path) {
-                if req.method() != Method::POST {
-                    return Ok(own(FlowError::MethodNotAllowed("POST").response(true, None)));
-                }
-                let (parts, body) = req.into_parts();
-                return Ok(own(logout::backchannel(inner, &parts.headers, body).await));
-            }
-
-            match lookup(inner, req.headers()).await {
-                Lookup::Found(session) => {
-                    req.extensions_mut().insert(AuthUser::new(session));
-                    service.call(req).await
-                }
-                Lookup::StoreDown => {
-                    // Fail closed: never serve a request as anonymous because the store
-                    // could not say who it is.
-                    let wants_json = wants_json(req.headers());
-                    Ok(own(FlowError::Store.response(wants_json, None)))
-                }
-                Lookup::ProviderDown => {
-                    // Fail closed too: the token has expired, and serving the request
-                    // with it (or without a user) would be wrong; the session lives on.
-                    let wants_json = wants_json(req.headers());
-                    Ok(own(FlowError::RefreshUnavailable.response(wants_json, None)))
-                }
-                Lookup::None { stale } => {
-                    let public = inner.access == Access::Public
-                        || inner.public.matches(req.method(), req.uri());
-                    let mut res = if public {
-                        let return_to = ReturnTo(path_and_query(req.uri()).to_string());
-                        req.extensions_mut().insert(return_to);
-                        service.call(req).await?
-                    } else {
-                        own(unauthenticated(
-                            inner,
-                            req.method(),
-                            req.headers(),
-                            req.uri(),
-                        ))
-                    };
-                    if stale {
-                        // A cookie naming no live session: have the browser forget it.
-                        res.headers_mut()
-                            .append(header::SET_COOKIE, inner.cookies.clear_session_cookie());
-                    }
-                    Ok(res)
-                }
-            }
-        })
+            Ok(res)
+        }
     }
 }
 
@@ -274,15 +377,30 @@ enum Lookup {
     ProviderDown,
 }
 
-/// The hot path: one cookie scan, one hash, one store read.
+/// The hot path when the store answers at once (the memory store): one cookie scan, one
+/// hash, one map read, nothing allocated, nothing awaited. `None` sends the request the
+/// long way ([`lookup`]): no session cookie, an unknown or expired session, a store that
+/// must be awaited, an idle deadline to push back or an access token to refresh.
+fn lookup_now(inner: &Inner, headers: &HeaderMap) -> Option<Arc<Session>> {
+    let value = cookie::find(headers, &inner.cookies.session_name).next()?;
+    let key = SessionId::key_of(value)?;
+    let session = inner.store.load_now(&key)??;
+    let now = now_secs();
+    let fresh = !session.is_expired(now)
+        && idle_deadline_due(inner, &session, now).is_none()
+        && !refresh::needs_refresh(&session, inner.refresh_skew, now);
+    fresh.then_some(session)
+}
+
+/// The session of a request, whatever it takes: one cookie scan, one hash, one store read,
+/// and when due a write of the idle deadline or a token refresh.
 async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
     let Some(value) = cookie::find(headers, &inner.cookies.session_name).next() else {
         return Lookup::None { stale: false };
     };
-    let Some(id) = SessionId::parse(value) else {
+    let Some(key) = SessionId::key_of(value) else {
         return Lookup::None { stale: true };
     };
-    let key = id.key();
     match inner.store.load(&key).await {
         Ok(Some(session)) => {
             let now = now_secs();
@@ -316,18 +434,23 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
 /// writes (at most one a minute per session) rather than one per request.
 const TOUCH_INTERVAL_SECS: u64 = 60;
 
+/// The new idle deadline of `session`, when it is due to be pushed back.
+fn idle_deadline_due(inner: &Inner, session: &Session, now: u64) -> Option<u64> {
+    let wanted = now
+        .saturating_add(inner.idle_timeout.as_secs())
+        .min(session.absolute_expires_at);
+    (wanted.saturating_sub(session.expires_at) >= TOUCH_INTERVAL_SECS).then_some(wanted)
+}
+
 async fn slide_idle_deadline(
     inner: &Inner,
     key: &SessionKey,
     session: Arc<Session>,
     now: u64,
 ) -> Option<Arc<Session>> {
-    let wanted = now
-        .saturating_add(inner.idle_timeout.as_secs())
-        .min(session.absolute_expires_at);
-    if wanted.saturating_sub(session.expires_at) < TOUCH_INTERVAL_SECS {
+    let Some(wanted) = idle_deadline_due(inner, &session, now) else {
         return Some(session);
-    }
+    };
     let mut touched = (*session).clone();
     touched.expires_at = wanted;
     let touched = Arc::new(touched);

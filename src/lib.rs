@@ -77,11 +77,15 @@
 
 mod authorize;
 mod backchannel;
+#[cfg(feature = "dev-provider")]
+#[doc(hidden)]
+pub mod bench;
 mod callback;
 mod config;
 mod cookie;
 mod error;
 mod extract;
+mod jwk;
 mod layer;
 mod logout;
 mod oidc;

@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::backchannel::Backchannel;
 use crate::error::FlowError;
+use crate::jwk::{self, Jwks};
 
 /// Metadata fields the layer reads beyond what `openidconnect` types.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -121,7 +122,7 @@ pub(crate) struct VerifiedIdToken {
 
 /// The provider's keys, as last fetched, and a counter of fetches.
 struct Keys {
-    set: Arc<CoreJsonWebKeySet>,
+    set: Arc<Jwks>,
     generation: u64,
 }
 
@@ -163,7 +164,11 @@ impl Oidc {
             client_id,
             jwks_uri,
             keys: RwLock::new(Keys {
-                set: Arc::new(initial_keys.unwrap_or_else(|| JsonWebKeySet::new(Vec::new()))),
+                set: Arc::new(
+                    initial_keys
+                        .as_ref()
+                        .map_or_else(|| JsonWebKeySet::new(Vec::new()), jwk::from_core),
+                ),
                 generation: u64::from(fetched),
             }),
             last_refetch: tokio::sync::Mutex::new(None),
@@ -182,7 +187,7 @@ impl Oidc {
         }
     }
 
-    fn current_keys(&self) -> (Arc<CoreJsonWebKeySet>, u64) {
+    fn current_keys(&self) -> (Arc<Jwks>, u64) {
         // A poisoned lock only means a panic elsewhere while swapping an Arc: the value
         // inside is still whole.
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
@@ -307,7 +312,7 @@ impl Oidc {
     fn check(
         &self,
         token: &IdToken,
-        keys: &CoreJsonWebKeySet,
+        keys: &Jwks,
         nonce: NonceCheck<'_>,
     ) -> Result<IdTokenClaims, ClaimsVerificationError> {
         match self.check_with(token, keys, nonce) {
@@ -333,7 +338,7 @@ impl Oidc {
     fn check_with(
         &self,
         token: &IdToken,
-        keys: &CoreJsonWebKeySet,
+        keys: &Jwks,
         nonce: NonceCheck<'_>,
     ) -> Result<IdTokenClaims, ClaimsVerificationError> {
         let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
@@ -575,7 +580,7 @@ impl<'a> UnverifiedJwt<'a> {
     /// in turn (a JWKS of several keys and a token without `kid`).
     fn verify(
         &self,
-        keys: &CoreJsonWebKeySet,
+        keys: &Jwks,
         kid: Option<&JsonWebKeyId>,
         alg: &CoreJwsSigningAlgorithm,
     ) -> Result<(), SignatureVerificationError> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
+use serde_json::Value;
 
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
@@ -235,15 +236,19 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     // OIDC Core 12.2: a refreshed ID token must be about the same user, from the same
     // issuer, for the same client, and must not carry a new nonce.
     if let (Some(oidc), Some(raw)) = (&inner.oidc, token.extra_fields().id_token.as_deref()) {
-        let nonce = current.claims.get("nonce").and_then(|v| v.as_str());
+        let nonce = current.claims.get::<String>("nonce");
         match oidc
-            .verify_id_token(&inner.backchannel, raw, NonceCheck::AbsentOrEqual(nonce))
+            .verify_id_token(
+                &inner.backchannel,
+                raw,
+                NonceCheck::AbsentOrEqual(nonce.as_deref()),
+            )
             .await
         {
             Ok(v)
                 if v.subject == current.subject
-                    && v.claims.get("iss") == current.claims.get("iss")
-                    && v.claims.get("aud") == current.claims.get("aud") =>
+                    && v.claims.get("iss") == current.claims.get::<Value>("iss").as_ref()
+                    && v.claims.get("aud") == current.claims.get::<Value>("aud").as_ref() =>
             {
                 next.id_token = Some(raw.to_string());
             }

@@ -79,6 +79,13 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    /// Always answers: a shard read lock and an `Arc` clone. An expired session is
+    /// returned as it is; the layer then calls [`load`](SessionStore::load), which
+    /// removes it.
+    fn load_now(&self, key: &SessionKey) -> Option<Option<Arc<Session>>> {
+        Some(self.inner.sessions.get(key).map(|s| Arc::clone(&s)))
+    }
+
     async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
         let now = now_secs();
         self.sweep_if_due(now);
@@ -142,8 +149,10 @@ mod tests {
         let store = MemoryStore::new();
         let key = SessionId::generate().key();
         assert!(store.load(&key).await.unwrap().is_none());
+        assert!(store.load_now(&key).unwrap().is_none());
         store.save(&key, session(now_secs() + 60)).await.unwrap();
         assert_eq!(store.load(&key).await.unwrap().unwrap().subject(), "alice");
+        assert_eq!(store.load_now(&key).unwrap().unwrap().subject(), "alice");
         store.delete(&key).await.unwrap();
         assert!(store.load(&key).await.unwrap().is_none());
         store.delete(&key).await.unwrap();

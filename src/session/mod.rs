@@ -8,6 +8,7 @@
 //! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
 //! several instances, survives restarts of the app).
 
+mod claims;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -23,6 +24,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub(crate) use self::claims::Claims;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
@@ -83,11 +85,20 @@ impl SessionId {
     /// Reads an id from a cookie value; anything but 43 base64url characters is refused
     /// before it costs a hash or a store lookup.
     pub(crate) fn parse(value: &str) -> Option<Self> {
-        let ok = value.len() == 43
+        Self::well_formed(value).then(|| SessionId(value.to_owned()))
+    }
+
+    /// The store key of a cookie value, if it is a well-formed id: [`parse`](Self::parse)
+    /// and [`key`](Self::key) without copying the value, for the per-request lookup.
+    pub(crate) fn key_of(value: &str) -> Option<SessionKey> {
+        Self::well_formed(value).then(|| SessionKey::for_cookie_value(value))
+    }
+
+    fn well_formed(value: &str) -> bool {
+        value.len() == 43
             && value
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| SessionId(value.to_owned()))
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -120,7 +131,8 @@ impl fmt::Debug for SessionId {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub(crate) subject: String,
-    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    /// Compact JSON text, parsed on demand (see [`Claims`] for why).
+    pub(crate) claims: Claims,
     pub(crate) scopes: Vec<String>,
     pub(crate) access_token: String,
     pub(crate) access_expires_at: Option<u64>,
@@ -145,9 +157,14 @@ impl Session {
         &self.subject
     }
 
-    /// The user's claims as the provider gave them (userinfo JSON).
+    /// The user's claims as the provider gave them (the ID token's and userinfo's).
+    ///
+    /// The session keeps its claims as compact JSON text: the map is built on the first
+    /// call and kept with the session from then on. To read a claim or two on every
+    /// request, [`AuthUser::claim`](crate::AuthUser::claim) and
+    /// [`AuthUser::claims_as`](crate::AuthUser::claims_as) read the text without it.
     pub fn claims(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.claims
+        self.claims.map()
     }
 
     /// The scopes granted by the provider.
@@ -221,6 +238,19 @@ impl fmt::Debug for Session {
 pub trait SessionStore: Send + Sync + 'static {
     /// The session stored under `key`, if any.
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError>;
+
+    /// The session stored under `key`, if the store can tell without waiting: `Some` with
+    /// the answer, or `None` to say "ask [`load`](SessionStore::load)".
+    ///
+    /// The layer asks this first on every request that carries a session cookie, so a
+    /// store that holds its sessions in memory (like [`MemoryStore`]) serves the request
+    /// without the allocation of an `async` call. It may return a session that has expired
+    /// (the layer then calls `load`, which may remove it). The default is `None`: stores
+    /// that do I/O need not implement it.
+    fn load_now(&self, key: &SessionKey) -> Option<Option<Arc<Session>>> {
+        let _ = key;
+        None
+    }
 
     /// Creates or replaces the session under `key`. It may be dropped after
     /// [`Session::expires_at`].
@@ -313,6 +343,9 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         (**self).load(key).await
     }
+    fn load_now(&self, key: &SessionKey) -> Option<Option<Arc<Session>>> {
+        (**self).load_now(key)
+    }
     async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
         (**self).save(key, session).await
     }
@@ -349,6 +382,7 @@ mod tests {
         assert_eq!(a.as_str().len(), 43);
         assert!(SessionId::parse(a.as_str()).is_some());
         assert_eq!(a.key(), SessionId::parse(a.as_str()).unwrap().key());
+        assert_eq!(SessionId::key_of(a.as_str()), Some(a.key()));
         assert_ne!(a.key(), b.key());
     }
 
@@ -363,6 +397,7 @@ mod tests {
             &"é".repeat(22),
         ] {
             assert!(SessionId::parse(bad).is_none(), "{bad:?}");
+            assert!(SessionId::key_of(bad).is_none(), "{bad:?}");
         }
     }
 
