@@ -485,7 +485,7 @@ async fn callback_responses_are_not_stored_and_send_no_referrer() {
     let done = app.login(&browser, "/protected").await;
     assert_eq!(done.header("cache-control"), Some("no-store"));
     assert_eq!(done.header("referrer-policy"), Some("no-referrer"));
-    // From a browser that is not signed in (a signed-in one is sent home instead).
+    // (Another browser: a signed-in one is sent home from a callback it did not start.)
     let bad = Browser::new()
         .get(&app.url("/auth/callback?state=x&code=y"))
         .await;
