@@ -14,7 +14,9 @@
 //! - anonymous requests (`GET /`, 200, and `GET /api/me` as JSON, 401),
 //! - logins (login link, the provider's auto-login, the callback, the page: 303, 303, 303,
 //!   200), ID token verified at each,
-//! - logouts (`POST /logout`, 303, then 401).
+//! - logouts (`POST /logout`, 303, then 401),
+//! - and refreshes: access tokens live 3 s, so sessions that last are refreshed on the
+//!   request path.
 //!
 //! It prints the requests, the errors by kind (any answer other than the expected one),
 //! p50/p99/max latency, and the app's resident memory (`/proc/<pid>/status`, `VmRSS`) at
@@ -176,6 +178,9 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
                 .with_post_logout_redirect_uri(format!("{base}/auth/logout-callback")),
         )
         .with_auto_login("soak-user")
+        // Short-lived access tokens: the app refreshes them on the request path (one
+        // flight per session) all through the run.
+        .with_access_token_lifetime(Duration::from_secs(3))
         .start()
         .await?;
 
@@ -233,12 +238,12 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
             while Instant::now() < deadline {
                 let roll = rand::thread_rng().gen_range(0..100);
                 signed_in = match roll {
-                    0..50 if signed_in => user.authenticated().await,
-                    50..70 => {
+                    0..60 if signed_in => user.authenticated().await,
+                    60..80 => {
                         user.anonymous().await;
                         signed_in
                     }
-                    70..85 if signed_in => !user.logout().await,
+                    80..90 if signed_in => !user.logout().await,
                     _ => user.login().await,
                 };
             }
@@ -282,6 +287,11 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
             stats.by_kind[i].load(Ordering::Relaxed)
         );
     }
+    println!(
+        "provider            {} codes redeemed, {} refreshes (one flight per session)",
+        provider.codes_redeemed(),
+        provider.refresh_requests()
+    );
     println!(
         "latency             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         stats.latency.quantile_ms(0.50),

@@ -235,7 +235,8 @@ fn percent_encoding_decode(s: &str) -> String {
 
 /// The session cookie in any `Cookie` header: `cookie::find` and `SessionId::parse`
 /// accept only 43 base64url characters, which are then exactly a cookie value of the
-/// header; anything else is no session.
+/// header; anything else is no session. The pending-login index read from the same header
+/// holds a few well-formed entries at most.
 pub fn session_cookie(cookie_header: &[u8]) {
     let mut headers = HeaderMap::new();
     let Ok(value) = HeaderValue::from_bytes(cookie_header) else {
@@ -256,6 +257,17 @@ pub fn session_cookie(cookie_header: &[u8]) {
     for name in cookie::names_with_prefix(&headers, &inner().cookies.pending_prefix) {
         assert!(name.starts_with(&inner().cookies.pending_prefix));
     }
+    // The index of pending logins: a few well-formed entries at most, whatever was sent,
+    // and a small cookie when written back.
+    let index = cookie::PendingIndex::read(&headers, &inner().cookies);
+    assert!(index.0.len() <= 2 * callback::MAX_PENDING_LOGINS);
+    for (hash, _) in &index.0 {
+        assert_eq!(hash.len(), 11);
+        assert!(hash
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+    assert!(index.set_cookie(&inner().cookies).len() < 512);
 }
 
 /// Seals a pending login for `state` as the layer does; returns the cookie name and value.

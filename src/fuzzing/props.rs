@@ -442,8 +442,17 @@ proptest! {
     fn any_cookie_header_is_read_safely(header in prop_oneof![
         any::<Vec<u8>>(),
         prop::collection::vec(
-            (prop_oneof![Just(inner().cookies.session_name.clone()), "[a-z_ ]{0,16}"],
-             prop_oneof!["[A-Za-z0-9_-]{43}", "[ -~]{0,60}", "\"[A-Za-z0-9_-]{43}\""]),
+            (prop_oneof![
+                Just(inner().cookies.session_name.clone()),
+                Just(inner().cookies.index_name.clone()),
+                "[a-z_ ]{0,16}",
+             ],
+             prop_oneof![
+                "[A-Za-z0-9_-]{43}",
+                "[ -~]{0,60}",
+                "\"[A-Za-z0-9_-]{43}\"",
+                "([A-Za-z0-9_-]{9,12}\\.[0-9]{0,21}\\|?){0,14}",
+             ]),
             0..6,
         ).prop_map(|pairs| pairs.iter().map(|(n, v)| format!("{n}={v}"))
             .collect::<Vec<_>>().join(";").into_bytes()),
