@@ -249,13 +249,11 @@ where
     match route {
         Route::Callback => {
             let query = req.uri().query().unwrap_or("");
-            return Ok(own(handle_callback(
-                inner,
-                req.method(),
-                req.headers(),
-                query,
-            )
-            .await));
+            // Boxed, as the other rare branches: their futures (a code exchange, a
+            // revocation, a refresh) are kilobytes that every request through here would
+            // otherwise allocate and copy.
+            let callback = Box::pin(handle_callback(inner, req.method(), req.headers(), query));
+            return Ok(own(callback.await));
         }
         Route::Login => {
             return Ok(own(handle_login(
@@ -265,7 +263,7 @@ where
                 req.uri(),
             )));
         }
-        Route::Logout => return Ok(own(logout::handle(&shared, req.headers()).await)),
+        Route::Logout => return Ok(own(Box::pin(logout::handle(&shared, req.headers())).await)),
         Route::LogoutCallback => {
             let query = req.uri().query().unwrap_or("");
             return Ok(own(logout::finish(inner, req.headers(), query)));
@@ -275,7 +273,12 @@ where
                 return Ok(own(FlowError::MethodNotAllowed("POST").response(true, None)));
             }
             let (parts, body) = req.into_parts();
-            return Ok(own(logout::backchannel(inner, &parts.headers, body).await));
+            return Ok(own(Box::pin(logout::backchannel(
+                inner,
+                &parts.headers,
+                body,
+            ))
+            .await));
         }
         Route::App => {}
     }
@@ -416,7 +419,7 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
             if !refresh::needs_refresh(&session, inner.refresh_skew, now) {
                 return Lookup::Found(session);
             }
-            match refresh::refresh(inner, &key, session).await {
+            match Box::pin(refresh::refresh(inner, &key, session)).await {
                 Refreshed::Session(session) => Lookup::Found(session),
                 Refreshed::Ended => Lookup::None { stale: true },
                 Refreshed::Unavailable => Lookup::ProviderDown,
