@@ -4,6 +4,8 @@
 //! cargo run --release --example soak -- --duration 300 --connections 256
 //! ```
 //!
+//! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.)
+//!
 //! Two processes: this one runs the embedded provider (auto-login) and the load; a child
 //! process (this program with `--serve-app`) runs an app behind the `LoginLayer`
 //! (OpenID Connect through discovery, the memory store), so that its resident memory is
@@ -61,7 +63,9 @@ fn main() -> Result<(), Error> {
     }
     let duration = Duration::from_secs(arg(&args, "--duration").map_or(Ok(60), |d| d.parse())?);
     let connections: usize = arg(&args, "--connections").map_or(Ok(64), |c| c.parse())?;
-    rt.block_on(load(duration, connections))
+    let token_lifetime =
+        Duration::from_secs(arg(&args, "--token-lifetime").map_or(Ok(10), |t| t.parse())?);
+    rt.block_on(load(duration, connections, token_lifetime))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -175,7 +179,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
+async fn load(
+    duration: Duration,
+    connections: usize,
+    token_lifetime: Duration,
+) -> Result<(), Error> {
     // The app's port, chosen now (the provider must know the redirect URL).
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -190,7 +198,7 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
         // Short-lived access tokens: the app refreshes them on the request path (one
         // flight per session) all through the run. Not shorter: a login must use its new
         // token at the userinfo endpoint before it expires, even on a busy machine.
-        .with_access_token_lifetime(Duration::from_secs(10))
+        .with_access_token_lifetime(token_lifetime)
         .start()
         .await?;
 
