@@ -4,6 +4,8 @@
 //! cargo run --release --example soak -- --duration 300 --connections 256
 //! ```
 //!
+//! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.)
+//!
 //! Two processes: this one runs the embedded provider (auto-login) and the load; a child
 //! process (this program with `--serve-app`) runs an app behind the `LoginLayer`
 //! (OpenID Connect through discovery, the memory store), so that its resident memory is
@@ -15,8 +17,9 @@
 //! - logins (login link, the provider's auto-login, the callback, the page: 303, 303, 303,
 //!   200), ID token verified at each,
 //! - logouts (`POST /logout`, 303, then 401),
-//! - and refreshes: access tokens live 3 s, so sessions that last are refreshed on the
-//!   request path.
+//! - and refreshes: access tokens live 10 s, and a quarter of the browsers stay signed in
+//!   (no logins or logouts after the first), so their sessions are refreshed on the
+//!   request path all through the run.
 //!
 //! It prints the requests, the errors by kind (any answer other than the expected one),
 //! p50/p99/max latency, and the app's resident memory (`/proc/<pid>/status`, `VmRSS`) at
@@ -60,7 +63,9 @@ fn main() -> Result<(), Error> {
     }
     let duration = Duration::from_secs(arg(&args, "--duration").map_or(Ok(60), |d| d.parse())?);
     let connections: usize = arg(&args, "--connections").map_or(Ok(64), |c| c.parse())?;
-    rt.block_on(load(duration, connections))
+    let token_lifetime =
+        Duration::from_secs(arg(&args, "--token-lifetime").map_or(Ok(10), |t| t.parse())?);
+    rt.block_on(load(duration, connections, token_lifetime))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -68,6 +73,14 @@ fn main() -> Result<(), Error> {
 // ---------------------------------------------------------------------------------------
 
 async fn serve_app(port: u16, issuer: String) -> Result<(), Error> {
+    // The layer's warnings (why a login failed) go to stderr, which is the harness's.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let layer = LoginLayer::builder()
         .discover(&issuer)
@@ -166,7 +179,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
+async fn load(
+    duration: Duration,
+    connections: usize,
+    token_lifetime: Duration,
+) -> Result<(), Error> {
     // The app's port, chosen now (the provider must know the redirect URL).
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -179,8 +196,9 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
         )
         .with_auto_login("soak-user")
         // Short-lived access tokens: the app refreshes them on the request path (one
-        // flight per session) all through the run.
-        .with_access_token_lifetime(Duration::from_secs(3))
+        // flight per session) all through the run. Not shorter: a login must use its new
+        // token at the userinfo endpoint before it expires, even on a busy machine.
+        .with_access_token_lifetime(token_lifetime)
         .start()
         .await?;
 
@@ -216,7 +234,10 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for n in 0..connections {
+        // A quarter of the browsers stay signed in for the whole run (their sessions are
+        // refreshed every few seconds); the others sign in and out as they go.
+        let stays = n % 4 == 0;
         let stats = Arc::clone(&stats);
         let base = base.clone();
         let anonymous = anonymous.clone();
@@ -237,6 +258,7 @@ async fn load(duration: Duration, connections: usize) -> Result<(), Error> {
             let mut signed_in = false;
             while Instant::now() < deadline {
                 let roll = rand::thread_rng().gen_range(0..100);
+                let roll = if stays { roll % 80 } else { roll };
                 signed_in = match roll {
                     0..60 if signed_in => user.authenticated().await,
                     60..80 => {
