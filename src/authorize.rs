@@ -2,11 +2,13 @@
 //! its own cookie, and the redirect to the authorization endpoint.
 
 use bytes::Bytes;
-use http::{header, Response};
+use http::{header, HeaderMap, Response};
 use oauth2::{CsrfToken, PkceCodeChallenge, Scope};
 use serde::{Deserialize, Serialize};
 
+use crate::callback::MAX_PENDING_LOGINS;
 use crate::config::Inner;
+use crate::cookie::PendingIndex;
 use crate::page;
 use crate::session::now_secs;
 
@@ -35,7 +37,7 @@ pub(crate) struct PendingLogin {
 
 /// Starts a login that returns to `return_to` (validated here; anything unsafe becomes
 /// `/`): a 303 to the authorization endpoint that sets the pending cookie.
-pub(crate) fn start(inner: &Inner, return_to: &str) -> Response<Bytes> {
+pub(crate) fn start(inner: &Inner, headers: &HeaderMap, return_to: &str) -> Response<Bytes> {
     let return_to = safe_return_to(return_to).unwrap_or("/");
     // 256 bits of state from `oauth2`'s CSPRNG: twice the 128 bits RFC 9700 asks for.
     let state = CsrfToken::new_random_len(32);
@@ -77,6 +79,29 @@ pub(crate) fn start(inner: &Inner, return_to: &str) -> Response<Bytes> {
         header::SET_COOKIE,
         inner.cookies.pending_cookie(state.secret(), sealed_value),
     );
+    // Keep at most MAX_PENDING_LOGINS pending cookies in this browser, however many logins
+    // start before one comes back: the pending cookies are scoped to the callback path and
+    // not sent here, so the index cookie says which there are, and the oldest past the
+    // cap are removed now (a response may remove a cookie of another path).
+    let mut index = PendingIndex::read(headers, &inner.cookies);
+    let now = pending.created_at;
+    index.retain(now.saturating_sub(inner.pending_lifetime.as_secs()), |_| {
+        false
+    });
+    index.0.sort_by_key(|(_, at)| *at);
+    while index.0.len() >= MAX_PENDING_LOGINS {
+        let (hash, _) = index.0.remove(0);
+        let name = format!("{}{hash}", inner.cookies.pending_prefix);
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            inner.cookies.clear_pending_cookie(&name),
+        );
+    }
+    let name = inner.cookies.pending_name(state.secret());
+    let hash = name[inner.cookies.pending_prefix.len()..].to_string();
+    index.0.push((hash, now));
+    res.headers_mut()
+        .append(header::SET_COOKIE, index.set_cookie(&inner.cookies));
     tracing::debug!("login started; redirecting to the authorization endpoint");
     res
 }

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::authorize::PendingLogin;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
+use crate::cookie::PendingIndex;
 use crate::error::FlowError;
 use crate::session::{now_secs, Claims, Session, SessionId};
 use crate::{cookie, page, userinfo};
@@ -107,11 +108,25 @@ pub(crate) async fn handle_with(
     // Single use: whatever happened, this attempt's pending cookie is gone; so are other
     // attempts' cookies that are unreadable, expired, or past the cap.
     let stale = stale_pending_cookies(inner, headers, pending_name.as_deref());
-    for name in pending_name.into_iter().chain(stale) {
-        res.headers_mut().append(
-            header::SET_COOKIE,
-            inner.cookies.clear_pending_cookie(&name),
+    let cleared: Vec<String> = pending_name.into_iter().chain(stale).collect();
+    for name in &cleared {
+        res.headers_mut()
+            .append(header::SET_COOKIE, inner.cookies.clear_pending_cookie(name));
+    }
+    // The index of pending logins (read at the start of each login) forgets them too.
+    let mut index = PendingIndex::read(headers, &inner.cookies);
+    if !index.0.is_empty() {
+        let prefix = &inner.cookies.pending_prefix;
+        index.retain(
+            now_secs().saturating_sub(inner.pending_lifetime.as_secs()),
+            |hash| {
+                cleared
+                    .iter()
+                    .any(|n| n.strip_prefix(prefix.as_str()) == Some(hash))
+            },
         );
+        res.headers_mut()
+            .append(header::SET_COOKIE, index.set_cookie(&inner.cookies));
     }
     // The code must not leak through the Referer of whatever the next page loads, nor
     // be kept by a cache.
@@ -195,20 +210,9 @@ async fn complete(
         })?,
     };
 
-    // RFC 6749 7.1 and RFC 6750: the layer only knows how to use bearer tokens.
-    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
-        return Err((
-            FlowError::Provider5xx("the provider issued a token of an unknown type"),
-            return_to,
-        ));
-    }
-    let access_token = token.access_token().secret().clone();
-    if access_token.is_empty() {
-        return Err((
-            FlowError::Provider5xx("the provider issued an empty token"),
-            return_to,
-        ));
-    }
+    let access_token = usable_access_token(&token)
+        .map_err(|e| (e, return_to.clone()))?
+        .to_string();
 
     // 5. Who the user is: the verified ID token (OpenID Connect), with userinfo claims
     // added; or the userinfo endpoint alone (plain OAuth 2.0).
@@ -278,6 +282,21 @@ async fn signed_in(inner: &Inner, headers: &HeaderMap) -> bool {
     matches!(inner.store.load(&id.key()).await, Ok(Some(s)) if !s.is_expired(now_secs()))
 }
 
+/// The access token of a token response, if the layer can use it: RFC 6749 7.1 and
+/// RFC 6750, the layer only knows how to use bearer tokens, and an empty one is no token.
+pub(crate) fn usable_access_token(token: &crate::config::TokenResponse) -> Result<&str, FlowError> {
+    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
+        return Err(FlowError::Provider5xx(
+            "the provider issued a token of an unknown type",
+        ));
+    }
+    let access_token = token.access_token().secret();
+    if access_token.is_empty() {
+        return Err(FlowError::Provider5xx("the provider issued an empty token"));
+    }
+    Ok(access_token)
+}
+
 /// Claims of the ID token that userinfo must not overwrite: they are the verified facts.
 const PROTECTED_CLAIMS: [&str; 11] = [
     "iss",
@@ -342,7 +361,7 @@ pub(crate) const MAX_PENDING_LOGINS: usize = 5;
 
 /// The names of pending cookies, other than the one being answered, that should go:
 /// unreadable (another key, tampered), expired, or the oldest past the cap.
-fn stale_pending_cookies(
+pub(crate) fn stale_pending_cookies(
     inner: &Inner,
     headers: &HeaderMap,
     answered: Option<&str>,
@@ -376,7 +395,7 @@ fn stale_pending_cookies(
 }
 
 /// Opens the pending cookie `name` and checks it belongs to `state` and is fresh.
-fn open_pending(
+pub(crate) fn open_pending(
     inner: &Inner,
     headers: &HeaderMap,
     name: &str,
@@ -407,7 +426,7 @@ fn sanitize_error_code(code: &str) -> String {
 
 /// Maps a failed exchange to what the person is told. The raw provider answer is never
 /// shown or logged: a malformed success response may hold tokens.
-fn token_error(
+pub(crate) fn token_error(
     e: RequestTokenError<BackchannelError, oauth2::basic::BasicErrorResponse>,
 ) -> FlowError {
     match e {

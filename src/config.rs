@@ -355,13 +355,22 @@ impl LoginLayerBuilder {
     ///     .build()?;
     /// # Ok(()) }
     /// ```
-    pub async fn discover(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+    pub async fn discover(self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
         let issuer = issuer.into();
         endpoint(Some(issuer.clone()), "issuer")?;
         let http = Backchannel::new(self.connect_timeout, self.timeout, self.max_response_bytes)?;
         let metadata = oidc::discover(&http, &issuer)
             .await
             .map_err(ConfigError::Discovery)?;
+        self.apply_metadata(issuer, &metadata)
+    }
+
+    /// Takes the settings of a discovery document whose `issuer` was checked.
+    pub(crate) fn apply_metadata(
+        mut self,
+        issuer: String,
+        metadata: &oidc::Metadata,
+    ) -> Result<Self, ConfigError> {
         if !metadata
             .response_types_supported()
             .iter()

@@ -20,6 +20,9 @@ use tower_cookies::Key;
 pub(crate) const SESSION_COOKIE: &str = "oauth2_session";
 /// The base name of the pending-login cookies; each carries a short hash of its state.
 pub(crate) const PENDING_COOKIE_PREFIX: &str = "oauth2_pending_";
+/// The base name of the pending-login index: `Path=/`, so that the start of a login, which
+/// cannot see the pending cookies (they are scoped to the callback path), knows them.
+pub(crate) const PENDING_INDEX_COOKIE: &str = "oauth2_logins";
 
 /// Cookie names and flags, fixed at build time.
 #[derive(Clone)]
@@ -32,6 +35,8 @@ pub(crate) struct CookieConfig {
     pub(crate) pending_prefix: String,
     /// The path the pending cookies are scoped to: the callback path.
     pub(crate) pending_path: String,
+    /// The full name of the pending-login index cookie (with `__Host-` when secure).
+    pub(crate) index_name: String,
     pub(crate) pending_max_age: Duration,
     pub(crate) session_max_age: Duration,
     pub(crate) key: Key,
@@ -59,10 +64,16 @@ impl CookieConfig {
                 PENDING_COOKIE_PREFIX.to_string(),
             )
         };
+        let index_name = if secure {
+            format!("__Host-{PENDING_INDEX_COOKIE}")
+        } else {
+            PENDING_INDEX_COOKIE.to_string()
+        };
         Self {
             secure,
             session_name,
             pending_prefix,
+            index_name,
             pending_path: callback_path.to_string(),
             pending_max_age,
             session_max_age,
@@ -142,6 +153,58 @@ impl CookieConfig {
             .same_site(SameSite::Lax)
             .path(self.pending_path.clone())
             .max_age(CookieDuration::ZERO)
+            .build();
+        to_header(&cookie)
+    }
+}
+
+/// The pending logins of a browser as the index cookie lists them: the short hash of each
+/// (the pending cookie's name without the prefix) and when it started. A hint, not a
+/// proof: it only tells which of this browser's own pending cookies to drop first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PendingIndex(pub(crate) Vec<(String, u64)>);
+
+impl PendingIndex {
+    /// Reads the index from the request; malformed entries are skipped, and at most a few
+    /// are read whatever the browser sends.
+    pub(crate) fn read(headers: &HeaderMap, config: &CookieConfig) -> Self {
+        let Some(value) = find(headers, &config.index_name).next() else {
+            return Self::default();
+        };
+        let entries = value
+            .split('|')
+            .take(2 * crate::callback::MAX_PENDING_LOGINS)
+            .filter_map(|entry| {
+                let (hash, at) = entry.split_once('.')?;
+                let ok = hash.len() == 11
+                    && hash
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                Some((hash.to_string(), at.parse().ok()?)).filter(|_| ok)
+            })
+            .collect();
+        Self(entries)
+    }
+
+    /// Drops entries started before `oldest`, and those whose cookie `is_gone`.
+    pub(crate) fn retain(&mut self, oldest: u64, is_gone: impl Fn(&str) -> bool) {
+        self.0.retain(|(hash, at)| *at >= oldest && !is_gone(hash));
+    }
+
+    /// The `Set-Cookie` value that stores the index, or removes it when empty.
+    pub(crate) fn set_cookie(&self, config: &CookieConfig) -> HeaderValue {
+        let value: Vec<String> = self.0.iter().map(|(h, t)| format!("{h}.{t}")).collect();
+        let max_age = if value.is_empty() {
+            CookieDuration::ZERO
+        } else {
+            to_cookie_duration(config.pending_max_age)
+        };
+        let cookie = Cookie::build((config.index_name.as_str(), value.join("|")))
+            .http_only(true)
+            .secure(config.secure)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(max_age)
             .build();
         to_header(&cookie)
     }

@@ -50,8 +50,9 @@ impl LoginLayer {
         Self { inner }
     }
 
-    #[cfg(feature = "dev-provider")]
-    pub(crate) fn shared(&self) -> &Inner {
+    /// The configuration, for the fuzzing entry points and the benches.
+    #[cfg(any(test, feature = "fuzzing", feature = "dev-provider"))]
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
         &self.inner
     }
 
@@ -366,7 +367,7 @@ fn handle_login(
                 .map(|(_, value)| value.into_owned())
         })
         .unwrap_or_else(|| "/".to_string());
-    authorize::start(inner, &return_to)
+    authorize::start(inner, headers, &return_to)
 }
 
 enum Lookup {
@@ -490,7 +491,7 @@ pub(crate) fn unauthenticated_to(
     if is_browser_navigation(method, headers)
         || inner.unauthenticated_api == UnauthenticatedApi::Redirect
     {
-        return authorize::start(inner, return_to);
+        return authorize::start(inner, headers, return_to);
     }
     let mut res = page::json(
         StatusCode::UNAUTHORIZED,

@@ -98,6 +98,11 @@ mod userinfo;
 #[cfg(feature = "dev-provider")]
 pub mod dev;
 
+// Entry points for the fuzz targets and the property tests; not a public API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{Access, ClientAuth, LoginLayerBuilder, UnauthenticatedApi};
 pub use error::{ConfigError, StoreError};
 pub use extract::{AccessToken, AuthUser, Unauthenticated};

@@ -41,6 +41,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<
             continue;
         };
         let key = id.key();
+        inner.refresh_flights.forget(&key);
         match inner.store.load(&key).await {
             Ok(session) => ended = ended.or(session),
             Err(e) => {

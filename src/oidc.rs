@@ -88,6 +88,21 @@ pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
 const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
+/// What [`FlowError::Provider5xx`] says when an ID token may be good but the keys to
+/// verify it cannot be fetched (the JWKS endpoint is down during a key rotation).
+pub(crate) const KEYS_UNAVAILABLE: &str = "the provider's signing keys could not be fetched";
+
+/// What a forced JWKS re-fetch gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refetch {
+    /// New keys (fetched now, or by another caller since).
+    New,
+    /// No fetch (too soon after the last one, which worked): the keys are what they are.
+    Unchanged,
+    /// The JWKS could not be fetched, now or at the last try, too recent to try again.
+    Unavailable,
+}
+
 /// How the nonce of an ID token is checked.
 #[derive(Clone, Copy)]
 pub(crate) enum NonceCheck<'a> {
@@ -117,9 +132,9 @@ pub(crate) struct Oidc {
     client_id: ClientId,
     jwks_uri: JsonWebKeySetUrl,
     keys: RwLock<Keys>,
-    /// When an unknown key last forced a re-fetch; the lock makes concurrent logins share
-    /// one fetch.
-    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// When an unknown key last forced a re-fetch, and whether that fetch failed; the lock
+    /// makes concurrent logins share one fetch.
+    last_refetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
     algs: Vec<CoreJwsSigningAlgorithm>,
     leeway: Duration,
     pub(crate) end_session_endpoint: Option<url::Url>,
@@ -163,6 +178,15 @@ impl Oidc {
         }
     }
 
+    /// Behaves as if the last forced JWKS fetch failed just now, so that the next ones
+    /// are rate-limited: for the fuzzing entry points, which must not touch the network.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn assume_keys_unavailable(&self) {
+        if let Ok(mut last) = self.last_refetch.try_lock() {
+            *last = Some((Instant::now(), true));
+        }
+    }
+
     fn current_keys(&self) -> (Arc<Jwks>, u64) {
         // A poisoned lock only means a panic elsewhere while swapping an Arc: the value
         // inside is still whole.
@@ -171,29 +195,36 @@ impl Oidc {
     }
 
     /// Fetches the JWKS again, unless another caller did since `seen` (then its result is
-    /// used) or the last forced fetch is too recent. Returns whether there are new keys.
-    async fn refetch_keys(&self, http: &Backchannel, seen: u64) -> bool {
+    /// used) or the last forced fetch is too recent.
+    async fn refetch_keys(&self, http: &Backchannel, seen: u64) -> Refetch {
         let mut last = self.last_refetch.lock().await;
         if self.current_keys().1 != seen {
-            return true;
+            return Refetch::New;
         }
         // The first fetch (none at build time) is not rate-limited.
-        if seen > 0 && last.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL) {
-            tracing::debug!("JWKS re-fetch skipped: too soon after the last one");
-            return false;
+        if let Some((at, failed)) = *last {
+            if seen > 0 && at.elapsed() < MIN_REFETCH_INTERVAL {
+                tracing::debug!("JWKS re-fetch skipped: too soon after the last one");
+                return if failed {
+                    Refetch::Unavailable
+                } else {
+                    Refetch::Unchanged
+                };
+            }
         }
-        *last = Some(Instant::now());
         match JsonWebKeySet::fetch_async(&self.jwks_uri, http).await {
             Ok(set) => {
+                *last = Some((Instant::now(), false));
                 let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
                 keys.set = Arc::new(set);
                 keys.generation += 1;
                 tracing::info!("fetched the provider's signing keys (JWKS)");
-                true
+                Refetch::New
             }
             Err(e) => {
+                *last = Some((Instant::now(), true));
                 tracing::warn!(error = %e, "could not fetch the provider's signing keys (JWKS)");
-                false
+                Refetch::Unavailable
             }
         }
     }
@@ -220,11 +251,17 @@ impl Oidc {
         let has_kid = token_has_kid(raw);
         let claims = match self.check(&token, &keys, nonce) {
             Err(ClaimsVerificationError::SignatureVerification(e))
-                if (matches!(e, SignatureVerificationError::NoMatchingKey) || !has_kid)
-                    && self.refetch_keys(http, generation).await =>
+                if matches!(e, SignatureVerificationError::NoMatchingKey) || !has_kid =>
             {
-                let (keys, _) = self.current_keys();
-                self.check(&token, &keys, nonce)
+                match self.refetch_keys(http, generation).await {
+                    Refetch::New => {
+                        let (keys, _) = self.current_keys();
+                        self.check(&token, &keys, nonce)
+                    }
+                    Refetch::Unchanged => Err(ClaimsVerificationError::SignatureVerification(e)),
+                    // Not the token's fault: the keys that may verify it cannot be had now.
+                    Refetch::Unavailable => return Err(FlowError::Provider5xx(KEYS_UNAVAILABLE)),
+                }
             }
             other => other,
         }
@@ -364,7 +401,7 @@ impl Oidc {
         let (keys, generation) = self.current_keys();
         let verified = match jwt.verify(&keys, kid.as_ref(), &alg) {
             Err(SignatureVerificationError::NoMatchingKey)
-                if self.refetch_keys(http, generation).await =>
+                if self.refetch_keys(http, generation).await == Refetch::New =>
             {
                 jwt.verify(&self.current_keys().0, kid.as_ref(), &alg)
             }
@@ -438,7 +475,10 @@ impl Oidc {
 
 /// Fetches the discovery document of `issuer` (its `issuer` must be the same string) and
 /// the JWKS it names.
-pub(crate) async fn discover(http: &Backchannel, issuer: &str) -> Result<Metadata, String> {
+pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, String>
+where
+    C: openidconnect::AsyncHttpClient<'c>,
+{
     let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| e.to_string())?;
     Metadata::discover_async(issuer, http)
         .await

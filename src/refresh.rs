@@ -31,6 +31,17 @@ pub(crate) enum Refreshed {
 #[derive(Default)]
 pub(crate) struct Flights {
     running: DashMap<SessionKey, Arc<tokio::sync::OnceCell<Refreshed>>>,
+    /// Refreshed sessions the store could not save. The provider may have rotated the
+    /// refresh token away, so these hold the only live tokens: later requests use them and
+    /// try the save again, rather than refresh with the stored, spent refresh token.
+    unsaved: DashMap<SessionKey, Arc<Session>>,
+}
+
+impl Flights {
+    /// Forgets what is kept of the session `key` (it has ended).
+    pub(crate) fn forget(&self, key: &SessionKey) {
+        self.unsaved.remove(key);
+    }
 }
 
 impl Clone for Refreshed {
@@ -137,14 +148,46 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     // Another flight (or instance) may have refreshed since this request loaded the
     // session: start from the stored one, and stop if it is fresh already. Using a
     // refresh token that was just rotated away would end the session.
-    let current = match inner.store.load(key).await {
+    let mut current = match inner.store.load(key).await {
         Ok(Some(s)) => s,
-        Ok(None) => return Refreshed::Ended,
+        Ok(None) => {
+            inner.refresh_flights.unsaved.remove(key);
+            return Refreshed::Ended;
+        }
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable during refresh");
-            return fallback(seen);
+            let unsaved = inner
+                .refresh_flights
+                .unsaved
+                .get(key)
+                .map(|s| Arc::clone(&s));
+            return fallback(unsaved.unwrap_or(seen));
         }
     };
+    // A refresh whose save failed has the newer tokens: save them now.
+    let unsaved = inner
+        .refresh_flights
+        .unsaved
+        .get(key)
+        .map(|s| Arc::clone(&s));
+    if let Some(unsaved) = unsaved {
+        if unsaved.access_obtained_at >= current.access_obtained_at {
+            current = unsaved;
+            match inner.store.update(key, Arc::clone(&current)).await {
+                Ok(true) => {
+                    inner.refresh_flights.unsaved.remove(key);
+                }
+                // Logged out meanwhile: it stays logged out.
+                Ok(false) => {
+                    inner.refresh_flights.unsaved.remove(key);
+                    return Refreshed::Ended;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not store the refreshed session yet"),
+            }
+        } else {
+            inner.refresh_flights.unsaved.remove(key);
+        }
+    }
     let now = now_secs();
     if !needs_refresh(&current, inner.refresh_skew, now) {
         return Refreshed::Session(current);
@@ -215,6 +258,14 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
                 );
                 return end(inner, key).await;
             }
+            // The keys cannot be fetched (the JWKS endpoint is down during a rotation):
+            // the token may well be good. The new tokens come from the token endpoint, as
+            // in a refresh without an ID token (allowed, OIDC Core 12.2), so they are kept
+            // with the verified identity of the login; dropping them would end the session
+            // at the next refresh, the refresh token having been rotated.
+            Err(crate::error::FlowError::Provider5xx(crate::oidc::KEYS_UNAVAILABLE)) => {
+                tracing::warn!("refreshed ID token not verified: the provider's keys are unavailable; the new tokens are kept");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "refreshed ID token refused; the session ends");
                 return end(inner, key).await;
@@ -238,8 +289,14 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
         // Logged out while the refresh ran: it stays logged out.
         Ok(false) => return Refreshed::Ended,
         Err(e) => {
-            tracing::error!(error = %e, "could not store the refreshed session");
-            return Refreshed::Unavailable;
+            // Serve with the new tokens and keep them here until a save works: the old
+            // refresh token may be spent, and forgetting the new one would end the session.
+            tracing::error!(error = %e, "could not store the refreshed session; kept in memory");
+            inner
+                .refresh_flights
+                .unsaved
+                .insert(*key, Arc::clone(&next));
+            return Refreshed::Session(next);
         }
     }
     tracing::debug!("access token refreshed");
@@ -255,6 +312,7 @@ fn fallback(session: Arc<Session>) -> Refreshed {
 }
 
 async fn end(inner: &Inner, key: &SessionKey) -> Refreshed {
+    inner.refresh_flights.unsaved.remove(key);
     if let Err(e) = inner.store.delete(key).await {
         tracing::warn!(error = %e, "could not delete the ended session");
     }

@@ -149,8 +149,13 @@ async fn https_cookies_are_secure_and_prefixed() {
     // 1. The login starts with a __Secure- pending cookie.
     let res = call(&service, "/protected", None).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let pending = set_cookies(&res);
+    let (pending, index): (Vec<String>, Vec<String>) = set_cookies(&res)
+        .into_iter()
+        .partition(|c| !c.starts_with("__Host-oauth2_logins="));
     assert_eq!(pending.len(), 1);
+    // ... and the index of pending logins, a __Host- cookie.
+    assert_eq!(index.len(), 1);
+    assert!(index[0].contains("Secure") && index[0].contains("Path=/"));
     assert!(
         pending[0].starts_with("__Secure-oauth2_pending_"),
         "{pending:?}"

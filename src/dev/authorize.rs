@@ -208,7 +208,11 @@ pub(super) async fn authorize_post(State(shared): State<Arc<Shared>>, body: Byte
     let now = Instant::now();
     let mut state = shared.lock();
     state.prune(now, shared.code_lifetime);
-    let Some(pending) = state.pending.remove(pending_id) else {
+    let pending = state
+        .pending
+        .remove(pending_id)
+        .filter(|p| now.saturating_duration_since(p.created) < PENDING_LIFETIME);
+    let Some(pending) = pending else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This login request is unknown, expired or was already answered. \

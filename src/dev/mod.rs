@@ -78,7 +78,7 @@
 
 mod authorize;
 mod handle;
-mod keys;
+pub(crate) mod keys;
 mod logout;
 mod misbehave;
 mod oidc;
@@ -568,6 +568,8 @@ struct ServerState {
     last_token_params: Option<Vec<(String, String)>>,
     last_token_authorization_header: Option<String>,
     last_end_session_params: Option<Vec<(String, String)>>,
+    /// When expired entries were last dropped (see `ServerState::prune`).
+    last_prune: Option<Instant>,
 }
 
 /// A validated authorization request.
@@ -639,6 +641,16 @@ struct RefreshTokenEntry {
 
 impl ServerState {
     fn prune(&mut self, now: Instant, code_lifetime: Duration) {
+        // Each pass scans every code, form and access token: at most one a second, so that
+        // a long load test does not make every request slower (expiry itself is checked
+        // where each is used).
+        if self
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
         let code_keep = code_lifetime.saturating_add(CODE_GRACE);
         self.codes
             .retain(|_, code| now.saturating_duration_since(code.created) < code_keep);

@@ -19,7 +19,11 @@ pub(super) async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderM
         return bearer_challenge(None);
     };
     state.prune(now, shared.code_lifetime);
-    let Some(entry) = state.access_tokens.get(token) else {
+    let live = state
+        .access_tokens
+        .get(token)
+        .filter(|t| now.saturating_duration_since(t.created) < t.lifetime);
+    let Some(entry) = live else {
         return bearer_challenge(Some("The access token is invalid, expired or revoked."));
     };
     let username = entry.username.clone();

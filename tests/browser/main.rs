@@ -27,6 +27,7 @@ use support::oidc_provider::LOGIN_PASSWORD;
 use tower_cookies::cookie::SameSite;
 
 const SESSION_COOKIE: &str = "oauth2_session";
+const PENDING_INDEX_COOKIE: &str = "oauth2_logins";
 const PENDING_COOKIE_PREFIX: &str = "oauth2_pending_";
 const APP_HOST: &str = "127.0.0.1";
 
@@ -192,12 +193,21 @@ async fn two_tabs_sign_in_at_once() {
     b.goto(&it.url("/protected?tab=b")).await;
     embedded_form(&b).await;
 
-    let pending: Vec<Value> = app_cookies_in_jar(&b).await;
-    assert_eq!(pending.len(), 2, "two pending logins: {pending:#?}");
-    assert!(pending.iter().all(|c| c["name"]
-        .as_str()
-        .unwrap()
-        .starts_with(PENDING_COOKIE_PREFIX)));
+    let jar: Vec<Value> = app_cookies_in_jar(&b).await;
+    let pending: Vec<&Value> = jar
+        .iter()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(PENDING_COOKIE_PREFIX)
+        })
+        .collect();
+    assert_eq!(pending.len(), 2, "two pending logins: {jar:#?}");
+    // Besides them, only the index of pending logins (Path=/, so that the start of a login
+    // can drop the oldest past the cap).
+    assert_eq!(jar.len(), 3, "{jar:#?}");
+    assert!(jar.iter().any(|c| c["name"] == PENDING_INDEX_COOKIE));
 
     // The second tab finishes first.
     embedded_sign_in(&b, "alice").await;
@@ -439,9 +449,28 @@ async fn the_cookie_jar_holds_no_token_and_only_the_session_cookie() {
     b.goto(&it.url("/protected?jar=1")).await;
     embedded_form(&b).await;
 
-    let pending = app_cookies_in_jar(&b).await;
-    assert_eq!(pending.len(), 1, "{pending:#?}");
-    let p = &pending[0];
+    let jar = app_cookies_in_jar(&b).await;
+    let pending: Vec<&Value> = jar
+        .iter()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(PENDING_COOKIE_PREFIX)
+        })
+        .collect();
+    assert_eq!(pending.len(), 1, "{jar:#?}");
+    // The index of pending logins: no secret (hashes and times), HttpOnly, Lax, Path=/.
+    let index: Vec<&Value> = jar
+        .iter()
+        .filter(|c| c["name"] == PENDING_INDEX_COOKIE)
+        .collect();
+    assert_eq!(index.len(), 1, "{jar:#?}");
+    assert_eq!(jar.len(), 2, "{jar:#?}");
+    assert_eq!(index[0]["httpOnly"], true);
+    assert_eq!(index[0]["sameSite"], "Lax");
+    assert_eq!(index[0]["path"], "/");
+    let p = pending[0];
     assert!(p["name"]
         .as_str()
         .unwrap()
