@@ -95,6 +95,8 @@ ensure_chromium() {
 # --------------------------------------------------------------------------------------------
 
 banner "Toolchain"
+# A clean build of the suite needs a few GB in target/ (CI once failed with "No space left").
+df -h . 2>/dev/null | tail -n 1 || true
 cargo --version
 rustc --version
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing (cargo fmt)"
