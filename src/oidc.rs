@@ -238,6 +238,11 @@ impl Oidc {
         raw: &str,
         nonce: NonceCheck<'_>,
     ) -> Result<VerifiedIdToken, FlowError> {
+        // openidconnect's JWS parser accepts base64url with stray trailing bits, so 16
+        // spellings of one signature pass; a token must be in its one canonical form.
+        if !is_canonical_jws(raw) {
+            return Err(FlowError::IdToken("the ID token is malformed"));
+        }
         let token: IdToken = raw
             .parse()
             .map_err(|_| FlowError::IdToken("the ID token is malformed"))?;
@@ -508,6 +513,20 @@ fn describe(e: &ClaimsVerificationError) -> &'static str {
     }
 }
 
+/// Whether `raw` is three dot-separated parts of canonical unpadded base64url: the strict
+/// decoder refuses padding, other alphabets and non-zero trailing bits.
+fn is_canonical_jws(raw: &str) -> bool {
+    let mut parts = raw.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    [h, p, s]
+        .iter()
+        .all(|part| !part.is_empty() && URL_SAFE_NO_PAD.decode(part).is_ok())
+}
+
 /// Whether the JOSE header of a compact JWS names a key.
 fn token_has_kid(raw: &str) -> bool {
     raw.split('.')
@@ -608,6 +627,19 @@ impl<'a> UnverifiedJwt<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_base64url_is_a_jws() {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let p = URL_SAFE_NO_PAD.encode(br#"{"iss":"x"}"#);
+        // One byte of signature: two characters, the second with four unused bits.
+        assert!(is_canonical_jws(&format!("{h}.{p}.QA")));
+        for bad in ["QB", "QP", "QA==", "Q+", ""] {
+            assert!(!is_canonical_jws(&format!("{h}.{p}.{bad}")), "{bad}");
+        }
+        assert!(!is_canonical_jws(&format!("{h}.{p}")));
+        assert!(!is_canonical_jws(&format!("{h}.{p}.QA.QA")));
+    }
 
     #[test]
     fn splits_compact_jws() {

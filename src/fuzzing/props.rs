@@ -1050,3 +1050,18 @@ fn write_fuzz_seeds() {
         std::fs::write(path.join(format!("seed-{i}")), data).unwrap();
     }
 }
+
+/// Found by `tampered_id_tokens_are_refused`: the last character of an RS256
+/// signature carries four unused bits, and openidconnect's parser ignored them, so 16
+/// spellings of one signature passed. Only the canonical one does now.
+#[test]
+fn only_the_canonical_spelling_of_a_signature_is_accepted() {
+    let raw = sign_id_token(&good_claims(), true);
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let head = &raw[..raw.len() - 1];
+    let accepted: Vec<char> = alphabet
+        .chars()
+        .filter(|c| verify_id_token(&format!("{head}{c}")).is_ok())
+        .collect();
+    assert_eq!(accepted, raw.chars().last().into_iter().collect::<Vec<_>>());
+}
