@@ -8,7 +8,8 @@
 //! |---|---|
 //! | `bare` | the handler alone |
 //! | `layer-memory` | the handler behind `LoginLayer`, memory store, a signed-in session |
-//! | `layer-redis` | the same with `RedisStore` (a private `redis-server`, or `REDIS_URL`) |
+//! | `layer-redis` | the same with `RedisStore` (a private `redis-server`, or `REDIS_URL`), its local cache on (the default) |
+//! | `layer-redis-uncached` | the same with the local cache off: a `GET` per request |
 //! | `axum-oidc` | the handler behind `axum-oidc` 0.6 (`OidcLoginLayer`, `OidcAuthLayer`) and `tower-sessions`' memory store, signed in |
 //!
 //! Both layers sign in against the embedded development provider (OpenID Connect, with
@@ -182,12 +183,20 @@ fn main() -> Result<(), Error> {
     };
     if let Some(only) = &o.only {
         for name in only {
-            if !["bare", "layer-memory", "layer-redis", "axum-oidc"].contains(&name.as_str()) {
+            if ![
+                "bare",
+                "layer-memory",
+                "layer-redis",
+                "layer-redis-uncached",
+                "axum-oidc",
+            ]
+            .contains(&name.as_str())
+            {
                 return Err(format!("unknown target {name:?}").into());
             }
         }
     }
-    o.redis &= wanted("layer-redis");
+    o.redis &= wanted("layer-redis") || wanted("layer-redis-uncached");
     o.peer &= wanted("axum-oidc");
     let redis = if o.redis { redis_url() } else { None };
     let (mut targets, _provider) = server_rt.block_on(start_targets(&o, redis.as_ref()))?;
@@ -239,7 +248,7 @@ fn main() -> Result<(), Error> {
             let run = client_rt.block_on(load(t.addr, &t.cookies, &o))?;
             let cpu = Cpu::now(redis.as_ref().and_then(Redis::pid)).since(&before);
             println!(
-                "round {}/{}  {:<13} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   \
+                "round {}/{}  {:<20} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   \
                  cores busy: this process {:.2}, redis {:.2}, others {:.2}",
                 round + 1,
                 o.rounds,
@@ -260,14 +269,14 @@ fn main() -> Result<(), Error> {
 
     println!();
     println!(
-        "{:<13} {:>10} {:>9} {:>9} {:>8} {:>11} {:>12}",
+        "{:<20} {:>10} {:>9} {:>9} {:>8} {:>11} {:>12}",
         "target", "req/s", "p50 ms", "p99 ms", "vs bare", "CPU µs/req", "CPU vs bare"
     );
     let bare_rps = targets[0].rps.clone();
     let bare_cpu = targets[0].cpu_us.clone();
     for t in &targets {
         println!(
-            "{:<13} {:>10.0} {:>9.3} {:>9.3} {:>8.2} {:>11.1} {:>12.2}",
+            "{:<20} {:>10.0} {:>9.3} {:>9.3} {:>8.2} {:>11.1} {:>12.2}",
             t.name,
             median(&t.rps),
             median(&t.p50),
@@ -344,6 +353,7 @@ async fn start_targets(
     // The listeners first: their ports make the redirect URIs the provider registers.
     let ours = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ours_redis = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ours_uncached = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let redirect = |l: &tokio::net::TcpListener, path: &str| -> Result<String, Error> {
         Ok(format!("http://{}{path}", l.local_addr()?))
@@ -351,7 +361,8 @@ async fn start_targets(
     let provider = DevProvider::builder()
         .with_client(
             DevClient::confidential("ours", "ours-secret", redirect(&ours, "/auth/callback")?)
-                .with_redirect_uri(redirect(&ours_redis, "/auth/callback")?),
+                .with_redirect_uri(redirect(&ours_redis, "/auth/callback")?)
+                .with_redirect_uri(redirect(&ours_uncached, "/auth/callback")?),
         )
         // axum-oidc sends the page itself as the redirect URI.
         .with_client(DevClient::confidential(
@@ -394,22 +405,28 @@ async fn start_targets(
 
     match redis {
         Some(redis) => {
-            let store = RedisStore::builder(redis.url.as_str())
-                .with_prefix("tower-oauth2-login-loadtest:")
-                .connect()
-                .await?;
-            let layer = layer(&ours_redis)?
-                .discover(provider.issuer())
-                .await?
-                .with_store(store)
-                .build()?;
-            targets.push(target(
-                "layer-redis",
-                serve_on(ours_redis, handler().layer(layer)),
-                SignIn::Layer,
-            ));
+            for (name, listener, cache) in [
+                ("layer-redis", ours_redis, RedisStore::DEFAULT_CACHE_CAPACITY),
+                ("layer-redis-uncached", ours_uncached, 0),
+            ] {
+                let store = RedisStore::builder(redis.url.as_str())
+                    .with_prefix("tower-oauth2-login-loadtest:")
+                    .with_local_cache(cache)
+                    .connect()
+                    .await?;
+                let layer = layer(&listener)?
+                    .discover(provider.issuer())
+                    .await?
+                    .with_store(store)
+                    .build()?;
+                targets.push(target(
+                    name,
+                    serve_on(listener, handler().layer(layer)),
+                    SignIn::Layer,
+                ));
+            }
         }
-        None => drop(ours_redis),
+        None => drop((ours_redis, ours_uncached)),
     }
 
     if o.peer {

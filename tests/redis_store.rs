@@ -689,10 +689,17 @@ async fn redis_down_fails_closed_and_the_app_recovers_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works() {
+    for cache in [RedisStore::DEFAULT_CACHE_CAPACITY, 0] {
+        hung_redis(cache).await;
+    }
+}
+
+async fn hung_redis(cache: usize) {
     let server = RedisServer::start();
     let timeout = Duration::from_millis(300);
     let store = RedisStore::builder(server.url())
         .with_timeout(timeout)
+        .with_local_cache(cache)
         .connect()
         .await
         .unwrap();
@@ -705,12 +712,24 @@ async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works
     );
 
     server.pause(Duration::from_secs(4));
+    if cache > 0 {
+        // The local copy is served only while Redis has answered within the last second.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
     let started = Instant::now();
     let page = browser.get(&app.url("/protected")).await;
     let api = browser.get_json(&app.url("/me")).await;
     let took = started.elapsed();
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{page:#?}");
-    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE, "{api:#?}");
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cache {cache}: {page:#?}"
+    );
+    assert_eq!(
+        api.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cache {cache}: {api:#?}"
+    );
     assert!(
         took < 2 * timeout + Duration::from_millis(1500),
         "two requests took {took:?}"
@@ -735,6 +754,83 @@ async fn a_hung_redis_answers_503_within_the_timeout_then_the_same_session_works
     );
     server.wait_unpaused();
     assert_eq!(me_with_cookie(&app, &id).await, StatusCode::UNAUTHORIZED);
+}
+
+/// How many `GET`s Redis has served.
+fn gets(server: &RedisServer) -> u64 {
+    let info: String = server.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_cache_spares_redis_and_hears_of_every_change() {
+    let server = RedisServer::start();
+    let a = instance(store(&server).await).await;
+    let b = instance(store(&server).await).await;
+    let browser = Browser::new();
+    a.login(&browser, "/protected").await;
+    let id = browser.cookie(&a.base, "oauth2_session").unwrap();
+    assert_eq!(me_with_cookie(&a, &id).await, StatusCode::OK);
+
+    // Read once, then served from memory.
+    let before = gets(&server);
+    for _ in 0..100 {
+        assert_eq!(me_with_cookie(&a, &id).await, StatusCode::OK);
+    }
+    let read = gets(&server) - before;
+    assert!(read <= 1, "100 requests read Redis {read} times");
+
+    // Deleted behind the instance's back (another instance's logout, an operator): the
+    // invalidation Redis sends ends it here at once.
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}session:*")]);
+    assert_eq!(keys.len(), 1);
+    let () = server.cmd(&["DEL", &keys[0]]);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while me_with_cookie(&a, &id).await != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "still served after DEL");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // The same through the layer: signed in again, cached on both, signed out on B.
+    let browser = Browser::new();
+    a.login(&browser, "/protected").await;
+    let id = browser.cookie(&a.base, "oauth2_session").unwrap();
+    assert_eq!(me_with_cookie(&a, &id).await, StatusCode::OK);
+    assert_eq!(me_with_cookie(&b, &id).await, StatusCode::OK);
+    assert_eq!(me_with_cookie(&a, &id).await, StatusCode::OK);
+    let res = logout(&b, &browser).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert_eq!(me_with_cookie(&b, &id).await, StatusCode::UNAUTHORIZED);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while me_with_cookie(&a, &id).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "A still serves a session signed out on B"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_local_cache_every_request_reads_redis() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(server.url())
+        .with_local_cache(0)
+        .connect()
+        .await
+        .unwrap();
+    let a = instance(store).await;
+    let browser = Browser::new();
+    a.login(&browser, "/protected").await;
+    let id = browser.cookie(&a.base, "oauth2_session").unwrap();
+    let before = gets(&server);
+    for _ in 0..20 {
+        assert_eq!(me_with_cookie(&a, &id).await, StatusCode::OK);
+    }
+    assert_eq!(gets(&server) - before, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@ mod claims;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod tracked_cache;
 
 use std::fmt;
 use std::sync::Arc;
@@ -155,6 +157,25 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session of `subject` with no claims and a dummy access token, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(subject: &str, expires_at: u64, absolute_expires_at: u64) -> Self {
+        Session {
+            subject: subject.into(),
+            claims: Default::default(),
+            scopes: vec![],
+            access_token: "at".into(),
+            access_expires_at: None,
+            access_obtained_at: now_secs(),
+            refresh_token: None,
+            id_token: None,
+            sid: None,
+            created_at: now_secs(),
+            expires_at,
+            absolute_expires_at,
+        }
+    }
+
     /// The stable identifier of the user at the provider.
     pub fn subject(&self) -> &str {
         &self.subject

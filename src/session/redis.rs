@@ -57,6 +57,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
 
+use super::tracked_cache::{key_from_hex, TrackedCache, HEARTBEAT_EVERY};
 use super::{now_secs, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 use crate::error::StoreError;
 
@@ -99,6 +100,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
     timeout: Duration,
+    /// The sessions read, kept true by Redis's invalidation messages; `None` when
+    /// [`RedisStoreBuilder::with_local_cache`] is 0.
+    cache: Option<Arc<TrackedCache>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -107,6 +111,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("local_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +121,7 @@ pub struct RedisStoreBuilder {
     url: String,
     prefix: String,
     timeout: Duration,
+    cache_capacity: usize,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -123,6 +129,7 @@ impl fmt::Debug for RedisStoreBuilder {
         f.debug_struct("RedisStoreBuilder")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("cache_capacity", &self.cache_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +139,9 @@ impl RedisStore {
     pub const DEFAULT_PREFIX: &'static str = "tower-oauth2-login:";
     /// The bound of every operation unless [`RedisStoreBuilder::with_timeout`] says otherwise.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// How many sessions the local cache holds unless [`RedisStoreBuilder::with_local_cache`]
+    /// says otherwise.
+    pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
     /// Connects with the default prefix and timeout; see [`RedisStoreBuilder::connect`].
     ///
@@ -147,6 +157,7 @@ impl RedisStore {
             url: url.into(),
             prefix: Self::DEFAULT_PREFIX.to_string(),
             timeout: Self::DEFAULT_TIMEOUT,
+            cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
         }
     }
 
@@ -197,9 +208,169 @@ impl RedisStore {
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> RedisResult<T> {
         let mut conn = self.conn.clone();
         match request.send(&mut conn).await {
-            Err(e) if is_connection_error(&e) => request.send(&mut conn).await,
+            Err(e) if is_connection_error(&e) => {
+                if let Some(cache) = &self.cache {
+                    // What was read on the broken connection is no longer tracked.
+                    cache.disconnected();
+                }
+                request.send(&mut conn).await
+            }
             done => done,
         }
+    }
+
+    /// Forgets `key` in the local cache: before and after this instance writes it.
+    fn forget(&self, key: &SessionKey) {
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
+        }
+    }
+
+    /// One `GET` of a session, after `CLIENT TRACKING ON` when the connection is new.
+    async fn get(&self, key: &SessionKey, tracking: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = self.session_key(&key.to_hex());
+        if tracking {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .ignore()
+                .cmd("GET")
+                .arg(name);
+            let (raw,): (Option<Vec<u8>>,) = self
+                .bounded("load", self.query(Request::Pipe(&pipe)))
+                .await?;
+            Ok(raw)
+        } else {
+            let cmd = redis::cmd("GET").arg(name).clone();
+            self.bounded("load", self.query(Request::Cmd(&cmd))).await
+        }
+    }
+}
+
+/// The store's commands, without the local cache's bookkeeping.
+impl RedisStore {
+    /// One transaction: `SET .. EXAT` of the session, and `SADD` plus `EXPIREAT .. NX`
+    /// and `EXPIREAT .. GT` (so the later deadline wins) of each index set.
+    async fn save_uncached(
+        &self,
+        key: &SessionKey,
+        session: Arc<Session>,
+    ) -> Result<(), StoreError> {
+        let hex = key.to_hex();
+        let session_key = self.session_key(&hex);
+        let expires_at = session.expires_at.min(session.absolute_expires_at);
+        if expires_at <= now_secs() {
+            // Never written; and whatever was stored under this key is replaced by nothing.
+            let cmd = redis::cmd("DEL").arg(&session_key).clone();
+            return self
+                .bounded::<()>("save", self.query(Request::Cmd(&cmd)))
+                .await;
+        }
+        let value = serde_json::to_vec(&*session)
+            .map_err(|_| StoreError::new("redis save: the session could not be serialized"))?;
+        // The sets live as long as the longest-lived session they name can: the absolute
+        // deadline, which no slide of the idle deadline passes.
+        let index_expires_at = session.absolute_expires_at.max(expires_at);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&session_key)
+            .arg(value)
+            .arg("EXAT")
+            .arg(expires_at)
+            .ignore();
+        let subject_index = self.subject_index(&session.subject);
+        let sid_index = session.sid.as_deref().map(|sid| self.sid_index(sid));
+        for index in std::iter::once(&subject_index).chain(sid_index.as_ref()) {
+            // NX sets a deadline on a new set (GT alone would not: no TTL counts as
+            // infinite), GT moves an existing one later, never earlier.
+            pipe.cmd("SADD")
+                .arg(index)
+                .arg(&hex)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(index)
+                .arg(index_expires_at)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(index)
+                .arg(index_expires_at)
+                .arg("GT")
+                .ignore();
+        }
+        self.bounded::<()>("save", self.query(Request::Pipe(&pipe)))
+            .await
+    }
+
+    async fn update_uncached(
+        &self,
+        key: &SessionKey,
+        session: Arc<Session>,
+    ) -> Result<bool, StoreError> {
+        let expires_at = session.expires_at.min(session.absolute_expires_at);
+        if expires_at <= now_secs() {
+            self.delete_uncached(key).await?;
+            return Ok(false);
+        }
+        let value = serde_json::to_vec(&*session)
+            .map_err(|_| StoreError::new("redis update: the session could not be serialized"))?;
+        let cmd = redis::cmd("SET")
+            .arg(self.session_key(&key.to_hex()))
+            .arg(value)
+            .arg("EXAT")
+            .arg(expires_at)
+            .arg("XX")
+            .clone();
+        let written: Option<String> = self
+            .bounded("update", self.query(Request::Cmd(&cmd)))
+            .await?;
+        Ok(written.is_some())
+    }
+
+    async fn lock_refresh_uncached(
+        &self,
+        key: &SessionKey,
+        ttl: Duration,
+    ) -> Result<Option<RefreshLock>, StoreError> {
+        let token = {
+            use rand::RngCore;
+            let mut bytes = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cmd = redis::cmd("SET")
+            .arg(self.refresh_lock_key(&key.to_hex()))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis)
+            .clone();
+        let taken: Option<String> = self.bounded("lock", self.query(Request::Cmd(&cmd))).await?;
+        Ok(taken.map(|_| RefreshLock::new(token)))
+    }
+
+    async fn delete_uncached(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let hex = key.to_hex();
+        let cmd = redis::cmd("GETDEL").arg(self.session_key(&hex)).clone();
+        self.bounded("delete", async {
+            let raw: Option<Vec<u8>> = self.query(Request::Cmd(&cmd)).await?;
+            let Some(session) = raw.and_then(|bytes| decode(&bytes)) else {
+                return Ok(());
+            };
+            let mut pipe = redis::pipe();
+            pipe.cmd("SREM")
+                .arg(self.subject_index(&session.subject))
+                .arg(&hex)
+                .ignore();
+            if let Some(sid) = &session.sid {
+                pipe.cmd("SREM").arg(self.sid_index(sid)).arg(&hex).ignore();
+            }
+            self.query::<()>(Request::Pipe(&pipe)).await
+        })
+        .await
     }
 }
 
@@ -258,6 +429,22 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many sessions this instance keeps in memory after reading them, so that the
+    /// requests of a session it has seen need no round trip to Redis. Default 10,000
+    /// (roughly 1–2 KiB each); `0` turns the cache off and every request reads Redis.
+    ///
+    /// The cache cannot serve a session that was signed out elsewhere: Redis itself
+    /// tells this instance when any client changes or deletes a session it read
+    /// (server-assisted client-side caching, RESP3 `CLIENT TRACKING`); a broken
+    /// connection empties it; and it is used only while Redis has answered within the last
+    /// second (a heartbeat `PING` keeps that true), so a hung or unreachable Redis still
+    /// makes requests fail closed. It needs Redis 6 or later, or Valkey, which both
+    /// speak RESP3 (the store needs Redis 7 anyway).
+    pub fn with_local_cache(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
     /// Connects, checks that the server takes this store's writes, and returns the store.
     ///
     /// It fails fast rather than waiting for Redis: an error after at most the timeout
@@ -287,7 +474,22 @@ impl RedisStoreBuilder {
             .set_keepalive(keepalive);
         #[cfg(target_os = "linux")]
         let tcp = tcp.set_user_timeout((self.timeout * 2).max(Duration::from_secs(10)));
-        let info = info.set_tcp_settings(tcp);
+        let mut info = info.set_tcp_settings(tcp);
+        let prefix: Arc<str> = self.prefix.into();
+        let cache = (self.cache_capacity > 0).then(|| {
+            Arc::new(TrackedCache::new(
+                format!("{prefix}session:"),
+                self.cache_capacity,
+            ))
+        });
+        if cache.is_some() {
+            // Invalidation messages are RESP3 pushes on the connection itself.
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            info = info.set_redis_settings(settings);
+        }
         let client = redis::Client::open(info)
             .map_err(|e| StoreError::new(format!("invalid Redis URL: {}", e.category())))?;
         // One quick retry per reconnection: while Redis is down, requests fail within
@@ -295,13 +497,22 @@ impl RedisStoreBuilder {
         // starts the next attempt.
         // No response timeout of the connection's own: `bounded` puts one timeout around
         // each whole operation (a timed-out reply is still read, and dropped, in order).
-        let config = ConnectionManagerConfig::new()
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let prefix: Arc<str> = self.prefix.into();
+        if let Some(cache) = &cache {
+            // Weak: the manager owns this sender, and the store owns the cache.
+            let weak = Arc::downgrade(cache);
+            config = config.set_push_sender(move |push: redis::PushInfo| {
+                if let Some(cache) = weak.upgrade() {
+                    cache.on_push(&push);
+                }
+                Ok::<(), redis::aio::SendError>(())
+            });
+        }
         let probe_key = format!("{prefix}probe");
         let connect = async {
             let mut conn = ConnectionManager::new_with_config(client, config).await?;
@@ -337,12 +548,47 @@ impl RedisStoreBuilder {
                 )))
             }
         };
+        if let Some(cache) = &cache {
+            tokio::spawn(heartbeat(Arc::downgrade(cache), conn.clone(), self.timeout));
+        }
         Ok(RedisStore {
             conn,
             prefix,
             timeout: self.timeout,
+            cache,
         })
     }
+}
+
+/// Pings Redis while the local cache holds sessions, so that they are served only while
+/// Redis answers (see [`TrackedCache`]); ends with the last clone of the store.
+async fn heartbeat(
+    cache: std::sync::Weak<TrackedCache>,
+    mut conn: ConnectionManager,
+    timeout: Duration,
+) {
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        let Some(cache) = cache.upgrade() else { return };
+        if cache.is_empty() {
+            continue;
+        }
+        let ping = redis::cmd("PING").clone();
+        match tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => cache.answered(),
+            Ok(Err(e)) if is_connection_error(&e) => cache.disconnected(),
+            // A hung server: the cache stops serving by itself once it has been silent.
+            _ => {}
+        }
+    }
+}
+
+/// The session in a `GET`'s answer, unless it has expired: Redis expires the key on its
+/// own clock; this instance's clock has the last word.
+fn fresh(raw: Option<Vec<u8>>) -> Option<Arc<Session>> {
+    raw.and_then(|bytes| decode(&bytes))
+        .filter(|s| !s.is_expired(now_secs()))
+        .map(Arc::new)
 }
 
 /// The session in a stored value, or `None` (logged) for one this version cannot read.
@@ -358,114 +604,60 @@ fn decode(bytes: &[u8]) -> Option<Session> {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    /// One `GET`.
+    /// The local cache when it holds the session, else one `GET`.
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
-        let cmd = redis::cmd("GET")
-            .arg(self.session_key(&key.to_hex()))
-            .clone();
-        let raw: Option<Vec<u8>> = self.bounded("load", self.query(Request::Cmd(&cmd))).await?;
-        // Redis expires the key on its own clock; this instance's clock has the last word.
-        Ok(raw
-            .and_then(|bytes| decode(&bytes))
-            .filter(|s| !s.is_expired(now_secs()))
-            .map(Arc::new))
+        let Some(cache) = &self.cache else {
+            return Ok(fresh(self.get(key, false).await?));
+        };
+        if let Some(session) = cache.get(key) {
+            return Ok(Some(session));
+        }
+        let read = cache.begin(key);
+        match self.get(key, read.needs_tracking).await {
+            Ok(raw) => {
+                let session = fresh(raw);
+                cache.fill(key, read, session.as_ref());
+                Ok(session)
+            }
+            Err(e) => {
+                cache.abandon(key, read);
+                Err(e)
+            }
+        }
     }
 
-    /// One transaction: `SET .. EXAT` of the session, and `SADD` plus `EXPIREAT .. NX`
-    /// and `EXPIREAT .. GT` (so the later deadline wins) of each index set.
+    /// The local cache's copy, when it has one it may serve.
+    fn load_now(&self, key: &SessionKey) -> Option<Option<Arc<Session>>> {
+        self.cache.as_ref()?.get(key).map(Some)
+    }
+
+    /// See `save_uncached`: one transaction of the session and its index sets.
     async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
-        let hex = key.to_hex();
-        let session_key = self.session_key(&hex);
-        let expires_at = session.expires_at.min(session.absolute_expires_at);
-        if expires_at <= now_secs() {
-            // Never written; and whatever was stored under this key is replaced by nothing.
-            let cmd = redis::cmd("DEL").arg(&session_key).clone();
-            return self
-                .bounded::<()>("save", self.query(Request::Cmd(&cmd)))
-                .await;
-        }
-        let value = serde_json::to_vec(&*session)
-            .map_err(|_| StoreError::new("redis save: the session could not be serialized"))?;
-        // The sets live as long as the longest-lived session they name can: the absolute
-        // deadline, which no slide of the idle deadline passes.
-        let index_expires_at = session.absolute_expires_at.max(expires_at);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&session_key)
-            .arg(value)
-            .arg("EXAT")
-            .arg(expires_at)
-            .ignore();
-        let subject_index = self.subject_index(&session.subject);
-        let sid_index = session.sid.as_deref().map(|sid| self.sid_index(sid));
-        for index in std::iter::once(&subject_index).chain(sid_index.as_ref()) {
-            // NX sets a deadline on a new set (GT alone would not: no TTL counts as
-            // infinite), GT moves an existing one later, never earlier.
-            pipe.cmd("SADD")
-                .arg(index)
-                .arg(&hex)
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(index)
-                .arg(index_expires_at)
-                .arg("NX")
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(index)
-                .arg(index_expires_at)
-                .arg("GT")
-                .ignore();
-        }
-        self.bounded::<()>("save", self.query(Request::Pipe(&pipe)))
-            .await
+        self.forget(key);
+        let saved = self.save_uncached(key, session).await;
+        self.forget(key);
+        saved
     }
 
     /// One `SET .. EXAT .. XX`: only a session that is still there is replaced. Its index
     /// sets already name it (an update keeps the subject and sid).
     async fn update(&self, key: &SessionKey, session: Arc<Session>) -> Result<bool, StoreError> {
-        let expires_at = session.expires_at.min(session.absolute_expires_at);
-        if expires_at <= now_secs() {
-            self.delete(key).await?;
-            return Ok(false);
-        }
-        let value = serde_json::to_vec(&*session)
-            .map_err(|_| StoreError::new("redis update: the session could not be serialized"))?;
-        let cmd = redis::cmd("SET")
-            .arg(self.session_key(&key.to_hex()))
-            .arg(value)
-            .arg("EXAT")
-            .arg(expires_at)
-            .arg("XX")
-            .clone();
-        let written: Option<String> = self
-            .bounded("update", self.query(Request::Cmd(&cmd)))
-            .await?;
-        Ok(written.is_some())
+        self.forget(key);
+        let updated = self.update_uncached(key, session).await;
+        self.forget(key);
+        updated
     }
 
-    /// `SET <prefix>refresh:<hex> <random> NX PX <ttl>`.
+    /// `SET <prefix>refresh:<hex> <random> NX PX <ttl>`. The local copy of the session is
+    /// dropped: whoever refreshes next must start from the stored tokens.
     async fn lock_refresh(
         &self,
         key: &SessionKey,
         ttl: Duration,
     ) -> Result<Option<RefreshLock>, StoreError> {
-        let token = {
-            use rand::RngCore;
-            let mut bytes = [0u8; 16];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let cmd = redis::cmd("SET")
-            .arg(self.refresh_lock_key(&key.to_hex()))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis)
-            .clone();
-        let taken: Option<String> = self.bounded("lock", self.query(Request::Cmd(&cmd))).await?;
-        Ok(taken.map(|_| RefreshLock::new(token)))
+        let locked = self.lock_refresh_uncached(key, ttl).await;
+        self.forget(key);
+        locked
     }
 
     /// A compare-and-delete: only the holder's own token releases the lock.
@@ -485,24 +677,10 @@ impl SessionStore for RedisStore {
 
     /// `GETDEL`, then `SREM` of the session from its index sets.
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let hex = key.to_hex();
-        let cmd = redis::cmd("GETDEL").arg(self.session_key(&hex)).clone();
-        self.bounded("delete", async {
-            let raw: Option<Vec<u8>> = self.query(Request::Cmd(&cmd)).await?;
-            let Some(session) = raw.and_then(|bytes| decode(&bytes)) else {
-                return Ok(());
-            };
-            let mut pipe = redis::pipe();
-            pipe.cmd("SREM")
-                .arg(self.subject_index(&session.subject))
-                .arg(&hex)
-                .ignore();
-            if let Some(sid) = &session.sid {
-                pipe.cmd("SREM").arg(self.sid_index(sid)).arg(&hex).ignore();
-            }
-            self.query::<()>(Request::Pipe(&pipe)).await
-        })
-        .await
+        self.forget(key);
+        let deleted = self.delete_uncached(key).await;
+        self.forget(key);
+        deleted
     }
 
     /// `SMEMBERS` of the sid index (or else of the subject index), `MGET` of the sessions
@@ -562,6 +740,11 @@ impl SessionStore for RedisStore {
                 pipe.cmd("SREM").arg(&index).arg(&stale).ignore();
             }
             let deleted: Vec<usize> = self.query(Request::Pipe(&pipe)).await?;
+            for (hex, _) in &doomed {
+                if let Some(key) = key_from_hex(hex.as_bytes()) {
+                    self.forget(&key);
+                }
+            }
             Ok(deleted.into_iter().sum())
         })
         .await
