@@ -1,7 +1,7 @@
 //! The load harness: `cargo run --release --example loadtest`.
 //!
-//! Serves the same axum handler several ways on loopback, in this process, and loads each
-//! in turn with the same in-process HTTP/1.1 load generator (keep-alive connections, each
+//! Serves the same axum handler several ways on loopback, in this process, and loads them
+//! by turns with the same in-process HTTP/1.1 load generator (keep-alive connections, each
 //! sending its next request when the last answer is read):
 //!
 //! | target | what serves `GET /hello` |
@@ -16,11 +16,17 @@
 //! discovery) before each round, one browser per connection by default (32 users, as a
 //! site has many: one session shared by every connection would make every request of both
 //! server threads touch the same reference count and lock); every measured answer must be
-//! the handler's `200`, so every measured request is an authenticated one. The targets take turns within a round
-//! (in reverse order every other round) and the rounds repeat, so a change in the
-//! machine's load falls on all of them alike; the figures are medians over the rounds and
-//! each ratio is the median of the rounds' own ratios (throughput: above 1 means this
-//! layer serves more requests a second).
+//! the handler's `200`, so every measured request is an authenticated one.
+//!
+//! **Taking turns.** On this two-core machine a run's throughput drifts by up to ±25 %
+//! from one few-second window to the next, for the bare handler as much as for the layer
+//! (where the four runtime threads settle), so two targets measured one after the other
+//! differ by that much with the same code. Within a round, every target's connections are
+//! open at once and the targets take turns of 100 ms (one turn each is a cycle, in reverse
+//! order every other cycle): a drift falls on all of them alike. A throughput ratio is the
+//! median over every cycle of all rounds of the target's throughput over the other's in
+//! that cycle (above 1: the first serves more requests a second); requests/s, p50 and p99
+//! are medians over the rounds.
 //!
 //! Each round also says how busy the cores were (this process, redis-server, and the rest
 //! of the machine, from `/proc`), and the table gives the CPU each target spends per request:
@@ -28,13 +34,14 @@
 //! CPU per request does not, so `CPU vs bare` (bare's CPU per request over the target's)
 //! is the steadier estimate of the throughput ratio on a machine of one's own.
 //!
-//! Options (defaults in brackets): `--rounds N` [5], `--duration SECS` measured per target
-//! and round [3], `--warmup SECS` per target and round [1], `--connections N` [32],
+//! Options (defaults in brackets): `--rounds N` [15], `--duration SECS` measured per target
+//! and round [2], `--warmup SECS` per target and round, unrecorded turns that open the
+//! round [0.5], `--connections N` per target [32],
 //! `--sessions N` signed-in browsers per target, connection `i` being the `i % N`th [32],
 //! `--server-threads N` and `--client-threads N` (tokio workers of the servers and of the
 //! load generator) [number of CPUs each], `--no-redis`, `--no-peer`, `--only
 //! layer-redis,...` (those targets and `bare`, e.g. to profile one). A longer run:
-//! `cargo run --release --example loadtest -- --rounds 15 --duration 10`.
+//! `cargo run --release --example loadtest -- --rounds 31 --duration 5`.
 //!
 //! The last lines are one summary per comparison, for scripts:
 //! `ratio layer/bare memory: X.XX`, `ratio layer/bare redis: X.XX` (when Redis is there)
@@ -86,9 +93,14 @@ impl Options {
     fn parse() -> Result<Self, Error> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut o = Options {
-            rounds: 5,
-            duration: Duration::from_secs(3),
-            warmup: Duration::from_secs(1),
+            // Many short rounds rather than a few long ones: on two cores shared by four
+            // runtime threads a round's throughput moves by up to ±25 % (the threads'
+            // placement settles differently each time connections are opened), for the
+            // bare handler as for the layer, so it is the number of rounds that steadies
+            // the medians.
+            rounds: 15,
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
             connections: 32,
             sessions: 32,
             server_threads: cpus,
@@ -155,10 +167,14 @@ struct Target {
     /// The `Cookie` headers of the measured requests, one per signed-in browser (signed
     /// in before each round); connection `i` sends the `i % len`th.
     cookies: Vec<String>,
+    /// Requests a second, per round.
     rps: Vec<f64>,
+    /// Requests a second in each of the target's slices, all rounds one after the other:
+    /// the `i`th slice of every target is in the same cycle.
+    slice_rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
-    /// Microseconds of CPU (this process and redis-server) per request.
+    /// Microseconds of CPU (this process and redis-server) per request, per round.
     cpu_us: Vec<f64>,
 }
 
@@ -204,10 +220,11 @@ fn main() -> Result<(), Error> {
 
     println!("loadtest: {}", machine());
     println!(
-        "  {} rounds; each target {} s measured after {} s of warm-up, {} keep-alive \
-         connections, {} signed-in browsers per target; server {} tokio workers, load \
-         generator {}; GET {PATH}",
+        "  {} rounds; in each, the targets take turns of {} ms, each measured for {} s in \
+         all after {} s of warm-up; {} keep-alive connections and {} signed-in browsers \
+         per target; server {} tokio workers, load generator {}; GET {PATH}",
         o.rounds,
+        SLICE.as_millis(),
         o.duration.as_secs_f64(),
         o.warmup.as_secs_f64(),
         o.connections,
@@ -222,46 +239,40 @@ fn main() -> Result<(), Error> {
     }
     println!();
 
-    // One unrecorded pass over every target first: the first target of a fresh process
-    // would otherwise also pay for the process's own warm-up (allocator, thread pools).
-    for t in &mut targets {
-        t.cookies = client_rt.block_on(sign_in_all(t, o.sessions))?;
-        let warmup = Options {
-            duration: o.warmup,
-            warmup: Duration::ZERO,
-            only: None,
-            ..o.clone()
-        };
-        client_rt.block_on(load(t.addr, &t.cookies, &warmup))?;
-    }
-
-    for round in 0..o.rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..targets.len()).collect()
-        } else {
-            (0..targets.len()).rev().collect()
-        };
-        for i in order {
-            let t = &mut targets[i];
+    // One unrecorded round first: the first moments of a fresh process also pay for its
+    // own warm-up (allocator, thread pools).
+    let cpu_pids = redis.as_ref().and_then(Redis::pid);
+    for round in 0..=o.rounds {
+        for t in targets.iter_mut() {
             t.cookies = client_rt.block_on(sign_in_all(t, o.sessions))?;
-            let before = Cpu::now(redis.as_ref().and_then(Redis::pid));
-            let run = client_rt.block_on(load(t.addr, &t.cookies, &o))?;
-            let cpu = Cpu::now(redis.as_ref().and_then(Redis::pid)).since(&before);
+        }
+        let measured = if round == 0 {
+            Duration::from_millis(200) * targets.len() as u32
+        } else {
+            o.duration
+        };
+        let runs = client_rt.block_on(load_round(&targets, &o, measured, cpu_pids))?;
+        if round == 0 {
+            continue;
+        }
+        for (t, run) in targets.iter_mut().zip(runs) {
             println!(
                 "round {}/{}  {:<20} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   \
                  cores busy: this process {:.2}, redis {:.2}, others {:.2}",
-                round + 1,
+                round,
                 o.rounds,
                 t.name,
                 run.rps,
                 run.p50_ms,
                 run.p99_ms,
-                cpu.this,
-                cpu.redis,
-                cpu.others
+                run.cpu.this,
+                run.cpu.redis,
+                run.cpu.others
             );
             t.rps.push(run.rps);
-            t.cpu_us.push((cpu.this + cpu.redis) / run.rps * 1e6);
+            t.slice_rps.extend(run.slice_rps);
+            t.cpu_us
+                .push((run.cpu.this + run.cpu.redis) / run.rps * 1e6);
             t.p50.push(run.p50_ms);
             t.p99.push(run.p99_ms);
         }
@@ -272,7 +283,7 @@ fn main() -> Result<(), Error> {
         "{:<20} {:>10} {:>9} {:>9} {:>8} {:>11} {:>12}",
         "target", "req/s", "p50 ms", "p99 ms", "vs bare", "CPU µs/req", "CPU vs bare"
     );
-    let bare_rps = targets[0].rps.clone();
+    let bare_rps = targets[0].slice_rps.clone();
     let bare_cpu = targets[0].cpu_us.clone();
     for t in &targets {
         println!(
@@ -281,36 +292,37 @@ fn main() -> Result<(), Error> {
             median(&t.rps),
             median(&t.p50),
             median(&t.p99),
-            paired_ratio(&t.rps, &bare_rps),
+            paired_ratio(&t.slice_rps, &bare_rps),
             median(&t.cpu_us),
             paired_ratio(&bare_cpu, &t.cpu_us)
         );
     }
     println!(
-        "(medians of {} rounds; ratios are medians of the rounds' own ratios. CPU µs/req: \
+        "(req/s, p50, p99, CPU: medians of {} rounds. vs bare: the median over the {} \
+         cycles of the target's throughput over bare's in the same cycle. CPU µs/req: \
          this process (servers and load generator) and redis-server, per request; CPU vs \
-         bare: bare's CPU per request over the target's, the throughput ratio it would have \
-         with the machine to itself)",
-        o.rounds
+         bare: the median of the rounds' bare CPU per request over the target's)",
+        o.rounds,
+        bare_rps.len()
     );
     println!();
     let find = |name: &str| targets.iter().find(|t| t.name == name);
     if let Some(memory) = find("layer-memory") {
         println!(
             "ratio layer/bare memory: {:.2}",
-            paired_ratio(&memory.rps, &bare_rps)
+            paired_ratio(&memory.slice_rps, &bare_rps)
         );
     }
     if let Some(redis) = find("layer-redis") {
         println!(
             "ratio layer/bare redis: {:.2}",
-            paired_ratio(&redis.rps, &bare_rps)
+            paired_ratio(&redis.slice_rps, &bare_rps)
         );
     }
     if let (Some(memory), Some(peer)) = (find("layer-memory"), find("axum-oidc")) {
         println!(
             "ratio layer/axum-oidc: {:.2}",
-            paired_ratio(&memory.rps, &peer.rps)
+            paired_ratio(&memory.slice_rps, &peer.slice_rps)
         );
     }
     drop(redis);
@@ -327,7 +339,7 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The median of the rounds' ratios `a[i] / b[i]`.
+/// The median of the ratios `a[i] / b[i]`.
 fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
     let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
     median(&ratios)
@@ -382,6 +394,7 @@ async fn start_targets(
         sign_in,
         cookies: Vec::new(),
         rps: Vec::new(),
+        slice_rps: Vec::new(),
         p50: Vec::new(),
         p99: Vec::new(),
         cpu_us: Vec::new(),
@@ -406,7 +419,11 @@ async fn start_targets(
     match redis {
         Some(redis) => {
             for (name, listener, cache) in [
-                ("layer-redis", ours_redis, RedisStore::DEFAULT_CACHE_CAPACITY),
+                (
+                    "layer-redis",
+                    ours_redis,
+                    RedisStore::DEFAULT_CACHE_CAPACITY,
+                ),
                 ("layer-redis-uncached", ours_uncached, 0),
             ] {
                 let store = RedisStore::builder(redis.url.as_str())
@@ -529,80 +546,218 @@ async fn sign_in(t: &Target) -> Result<String, Error> {
     Ok(format!("{OTHERS}; {cookies}"))
 }
 
+/// What one round measured of one target.
 struct Run {
     rps: f64,
+    /// Requests a second in each of the target's measured slices, in order.
+    slice_rps: Vec<f64>,
     p50_ms: f64,
     p99_ms: f64,
+    /// How busy the cores were during the target's slices.
+    cpu: CpuUse,
 }
 
-/// Loads `addr` with `o.connections` keep-alive connections for the warm-up and then the
-/// measured duration; counts the requests sent and answered within the measured window.
-async fn load(addr: SocketAddr, cookies: &[String], o: &Options) -> Result<Run, Error> {
-    let cookies = cookies
-        .iter()
-        .map(|c| HeaderValue::from_str(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let host = HeaderValue::from_str(&addr.to_string())?;
-    let start = Instant::now() + Duration::from_millis(50);
-    let measure_from = start + o.warmup;
-    let measure_until = measure_from + o.duration;
+/// Which target is loaded when, within a round: the round is cut into slices of
+/// [`SLICE`], the targets take one slice each in turn (a cycle), in reverse order every
+/// other cycle. A round's throughput on this machine drifts by up to ±25 % from one
+/// round to the next, for the bare handler as much as for the layer; targets that take
+/// turns every few hundred milliseconds meet the same drift, so the ratio of two targets
+/// within a cycle is steady where the ratio of two whole runs is not.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    targets: u64,
+    /// Unrecorded slices first (whole cycles): the connections warm up.
+    warmup_slices: u64,
+    slices: u64,
+}
+
+/// The length of one target's turn.
+const SLICE: Duration = Duration::from_millis(100);
+
+impl Schedule {
+    fn new(start: Instant, targets: usize, warmup: Duration, measured: Duration) -> Self {
+        let targets = targets as u64;
+        let cycles = |d: Duration| (d.as_secs_f64() / SLICE.as_secs_f64()).ceil() as u64;
+        Schedule {
+            start,
+            targets,
+            warmup_slices: cycles(warmup) * targets,
+            slices: (cycles(warmup) + cycles(measured).max(1)) * targets,
+        }
+    }
+
+    fn slice_at(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.start).as_nanos() / SLICE.as_nanos()) as u64
+    }
+
+    fn starts(&self, slice: u64) -> Instant {
+        self.start + SLICE * u32::try_from(slice).unwrap_or(u32::MAX)
+    }
+
+    fn end(&self) -> Instant {
+        self.starts(self.slices)
+    }
+
+    fn target_of(&self, slice: u64) -> usize {
+        let (cycle, turn) = (slice / self.targets, slice % self.targets);
+        (if cycle % 2 == 0 {
+            turn
+        } else {
+            self.targets - 1 - turn
+        }) as usize
+    }
+
+    /// The first slice from `from` on that is `target`'s.
+    fn next_of(&self, target: usize, from: u64) -> u64 {
+        (from..from + 2 * self.targets)
+            .find(|&k| self.target_of(k) == target)
+            .unwrap_or(from)
+    }
+}
+
+/// One round: every target's connections open at once, each target loaded in its own
+/// slices only (see [`Schedule`]); requests are counted in the slice they were sent in.
+async fn load_round(
+    targets: &[Target],
+    o: &Options,
+    measured: Duration,
+    redis_pid: Option<u32>,
+) -> Result<Vec<Run>, Error> {
+    let schedule = Schedule::new(
+        Instant::now() + Duration::from_millis(100),
+        targets.len(),
+        o.warmup,
+        measured,
+    );
+    let sampler = tokio::spawn(async move {
+        // The CPU counters at each slice boundary.
+        let mut marks = Vec::with_capacity(schedule.slices as usize + 1);
+        for k in 0..=schedule.slices {
+            tokio::time::sleep_until(schedule.starts(k).into()).await;
+            marks.push(Cpu::now(redis_pid));
+        }
+        marks
+    });
     let mut tasks = Vec::new();
-    for i in 0..o.connections {
-        let cookie = cookies[i % cookies.len()].clone();
-        let host = host.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut send, conn) =
-                hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                    .await?;
-            tokio::spawn(conn);
-            let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
-            tokio::time::sleep_until(start.into()).await;
-            loop {
-                let sent = Instant::now();
-                if sent >= measure_until {
-                    break;
-                }
-                let req = Request::get(PATH)
-                    .header(header::HOST, host.clone())
-                    .header(header::ACCEPT, "text/html,application/xhtml+xml")
-                    .header(header::USER_AGENT, "loadtest")
-                    .header(header::COOKIE, cookie.clone())
-                    .body(Empty::<Bytes>::new())?;
-                send.ready().await?;
-                let res = send.send_request(req).await?;
-                let status = res.status();
-                let body = res.into_body().collect().await?.to_bytes();
-                let done = Instant::now();
-                if status != StatusCode::OK || body.as_ref() != b"hello" {
-                    return Err::<Vec<u32>, Error>(
-                        format!("{addr}: answered {status}, not the handler's 200").into(),
-                    );
-                }
-                if sent >= measure_from && done <= measure_until {
-                    let micros = done.duration_since(sent).as_nanos() / 100;
-                    latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                }
-            }
-            Ok(latencies)
-        }));
+    for (i, t) in targets.iter().enumerate() {
+        let cookies = t
+            .cookies
+            .iter()
+            .map(|c| HeaderValue::from_str(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let host = HeaderValue::from_str(&t.addr.to_string())?;
+        for c in 0..o.connections {
+            let cookie = cookies[c % cookies.len()].clone();
+            tasks.push((
+                i,
+                tokio::spawn(connection(t.addr, host.clone(), cookie, i, schedule)),
+            ));
+        }
     }
-    let mut all: Vec<u32> = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
+    let measured_slices = (schedule.slices - schedule.warmup_slices) as usize;
+    let mut counts = vec![vec![0u64; measured_slices]; targets.len()];
+    let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); targets.len()];
+    for (i, task) in tasks {
+        let seen = task.await??;
+        for (slice, latency) in seen {
+            counts[i][slice as usize] += 1;
+            latencies[i].push(latency);
+        }
     }
-    if all.is_empty() {
-        return Err(format!("{addr}: no request completed").into());
+    let marks = sampler.await?;
+    let mut runs = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let mine: Vec<u64> = (schedule.warmup_slices..schedule.slices)
+            .filter(|&k| schedule.target_of(k) == i)
+            .collect();
+        let slice_rps: Vec<f64> = mine
+            .iter()
+            .map(|&k| counts[i][(k - schedule.warmup_slices) as usize] as f64 / SLICE.as_secs_f64())
+            .collect();
+        let total: u64 = counts[i].iter().sum();
+        if total == 0 {
+            return Err(format!("{}: no request completed", t.name).into());
+        }
+        let mut cpu = CpuUse::default();
+        for &k in &mine {
+            let used = marks[k as usize + 1].since(&marks[k as usize]);
+            cpu.this += used.this;
+            cpu.redis += used.redis;
+            cpu.others += used.others;
+        }
+        let n = mine.len() as f64;
+        let cpu = CpuUse {
+            this: cpu.this / n,
+            redis: cpu.redis / n,
+            others: cpu.others / n,
+        };
+        let all = &mut latencies[i];
+        all.sort_unstable();
+        // Latencies are kept in units of 100 ns.
+        let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)] as f64 / 1e4;
+        runs.push(Run {
+            rps: total as f64 / (n * SLICE.as_secs_f64()),
+            slice_rps,
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+            cpu,
+        });
     }
-    all.sort_unstable();
-    // Latencies are kept in units of 100 ns.
-    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)] as f64 / 1e4;
-    Ok(Run {
-        rps: all.len() as f64 / o.duration.as_secs_f64(),
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-    })
+    Ok(runs)
+}
+
+/// One keep-alive connection of a target: sends its next request as soon as the last
+/// answer is read, in the target's slices only. Returns `(measured slice, latency in
+/// 100 ns)` of each request it sent in a measured slice.
+async fn connection(
+    addr: SocketAddr,
+    host: HeaderValue,
+    cookie: HeaderValue,
+    target: usize,
+    schedule: Schedule,
+) -> Result<Vec<(u32, u32)>, Error> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let end = schedule.end();
+    let mut seen: Vec<(u32, u32)> = Vec::with_capacity(1 << 14);
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        let slice = schedule.slice_at(sent);
+        if schedule.target_of(slice) != target {
+            let next = schedule.next_of(target, slice);
+            tokio::time::sleep_until(schedule.starts(next).into()).await;
+            continue;
+        }
+        let req = Request::get(PATH)
+            .header(header::HOST, host.clone())
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .header(header::USER_AGENT, "loadtest")
+            .header(header::COOKIE, cookie.clone())
+            .body(Empty::<Bytes>::new())?;
+        send.ready().await?;
+        let res = send.send_request(req).await?;
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        let done = Instant::now();
+        if status != StatusCode::OK || body.as_ref() != b"hello" {
+            return Err(format!("{addr}: answered {status}, not the handler's 200").into());
+        }
+        if slice >= schedule.warmup_slices {
+            let micros = done.duration_since(sent).as_nanos() / 100;
+            seen.push((
+                (slice - schedule.warmup_slices) as u32,
+                u32::try_from(micros).unwrap_or(u32::MAX),
+            ));
+        }
+    }
+    Ok(seen)
 }
 
 /// CPU time so far: this process, the private redis-server, the whole machine.
@@ -614,6 +769,7 @@ struct Cpu {
 }
 
 /// Cores kept busy over an interval.
+#[derive(Default)]
 struct CpuUse {
     this: f64,
     redis: f64,

@@ -193,6 +193,9 @@ async fn complete(
     };
 
     // 4. The back-channel exchange, with the PKCE verifier and client authentication.
+    // The token's lifetime counts from the request: the provider's clock started then, and
+    // a slow answer (or a slow userinfo call after it) must not make it look younger.
+    let requested_at = now_secs();
     let token: crate::config::TokenResponse = match exchange {
         Exchange::Network => inner
             .oauth
@@ -213,15 +216,22 @@ async fn complete(
     let access_token = usable_access_token(&token)
         .map_err(|e| (e, return_to.clone()))?
         .to_string();
+    let access_expires_at = token
+        .expires_in()
+        .map(|d| requested_at.saturating_add(d.as_secs()));
+    let bearer = userinfo::Bearer {
+        token: &access_token,
+        expires_at: access_expires_at,
+    };
 
     // 5. Who the user is: the verified ID token (OpenID Connect), with userinfo claims
     // added; or the userinfo endpoint alone (plain OAuth 2.0).
     let id_token = token.extra_fields().id_token.clone();
     let identity = match &inner.oidc {
-        Some(oidc) => identify_oidc(inner, oidc, id_token.as_deref(), &pending, &access_token)
+        Some(oidc) => identify_oidc(inner, oidc, id_token.as_deref(), &pending, bearer)
             .await
             .map_err(|e| (e, return_to.clone()))?,
-        None => userinfo::fetch(inner, &access_token)
+        None => userinfo::fetch(inner, bearer)
             .await
             .map_err(|e| (e, return_to.clone()))?,
     };
@@ -237,8 +247,8 @@ async fn complete(
             .map(|s| s.iter().map(|s| s.to_string()).collect())
             .unwrap_or_else(|| inner.scopes.clone()),
         access_token,
-        access_expires_at: token.expires_in().map(|d| now.saturating_add(d.as_secs())),
-        access_obtained_at: now,
+        access_expires_at,
+        access_obtained_at: requested_at,
         refresh_token: token.refresh_token().map(|t| t.secret().clone()),
         id_token: inner.oidc.as_ref().and(id_token),
         sid: identity.sid,
@@ -320,7 +330,7 @@ async fn identify_oidc(
     oidc: &crate::oidc::Oidc,
     id_token: Option<&str>,
     pending: &PendingLogin,
-    access_token: &str,
+    access_token: userinfo::Bearer<'_>,
 ) -> Result<userinfo::Identity, FlowError> {
     let raw = id_token.ok_or(FlowError::IdToken("the provider sent no ID token"))?;
     let nonce = pending.nonce.as_deref().ok_or(FlowError::IdToken(

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::error::FlowError;
+use crate::session::now_secs;
 
 /// The user as the provider describes them.
 pub(crate) struct Identity {
@@ -16,21 +17,38 @@ pub(crate) struct Identity {
     pub(crate) sid: Option<String>,
 }
 
+/// The access token a userinfo call presents, and when it expires (from `expires_in`,
+/// counted from the token request).
+#[derive(Clone, Copy)]
+pub(crate) struct Bearer<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) expires_at: Option<u64>,
+}
+
 /// Fetches the userinfo JSON and reads the subject from the configured field.
-pub(crate) async fn fetch(inner: &Inner, access_token: &str) -> Result<Identity, FlowError> {
+pub(crate) async fn fetch(inner: &Inner, bearer: Bearer<'_>) -> Result<Identity, FlowError> {
     let url = inner
         .userinfo_url
         .as_ref()
         .ok_or(FlowError::Identity("no userinfo endpoint is configured"))?;
     let response = inner
         .backchannel
-        .get_with_bearer(url.as_str(), access_token)
+        .get_with_bearer(url.as_str(), bearer.token)
         .await
         .map_err(|e| match e {
             BackchannelError::Timeout => FlowError::Identity("the provider did not answer in time"),
             BackchannelError::TooLarge => FlowError::Identity("the provider's answer is too large"),
             _ => FlowError::Identity("the provider could not be reached"),
         })?;
+    let expired = bearer.expires_at.is_some_and(|at| now_secs() >= at);
+    if response.status() == StatusCode::UNAUTHORIZED && expired {
+        // Not the provider's fault: the token lived less long than the sign-in took (its
+        // answers were slow, or the token lives seconds). A new attempt gets a new token.
+        tracing::warn!("userinfo refused the access token, which had expired: the sign-in took longer than the token lives");
+        return Err(FlowError::Identity(
+            "the sign-in took longer than the provider's access token lasts",
+        ));
+    }
     if response.status() != StatusCode::OK {
         tracing::warn!(status = %response.status(), "userinfo endpoint refused the request");
         return Err(FlowError::Identity(

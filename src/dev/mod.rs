@@ -296,6 +296,10 @@ pub enum TokenBehavior {
     NotJson,
     /// Sleep for the duration, then behave normally.
     Slow(Duration),
+    /// Behave normally (the tokens' lifetimes start), then sleep for the duration before
+    /// answering: tokens that reach the client older than they were issued, as from a
+    /// provider slowed down under load.
+    SlowAnswer(Duration),
     /// Behave normally but send this `token_type` value (for example `"bEaReR"` or `"MAC"`).
     TokenTypeCase(String),
     /// Behave normally but leave out `expires_in`.

@@ -55,6 +55,10 @@ async fn token_endpoint(
         token_type: "Bearer".to_owned(),
         include_expires_in: true,
     };
+    let answer_delay = match &behavior {
+        TokenBehavior::SlowAnswer(delay) => Some(*delay),
+        _ => None,
+    };
     match behavior {
         TokenBehavior::Normal => {}
         TokenBehavior::InvalidGrant => {
@@ -69,6 +73,7 @@ async fn token_endpoint(
         }
         TokenBehavior::NotJson => return not_json_response(),
         TokenBehavior::Slow(delay) => tokio::time::sleep(delay).await,
+        TokenBehavior::SlowAnswer(_) => {}
         TokenBehavior::TokenTypeCase(token_type) => shape.token_type = token_type,
         TokenBehavior::OmitExpiresIn => shape.include_expires_in = false,
         TokenBehavior::HugeBody => return huge_body_response(),
@@ -110,10 +115,14 @@ async fn token_endpoint(
             )
         }
     };
-    match issued {
+    let response = match issued {
         Ok(issued) => token_response(issued),
         Err(response) => response,
+    };
+    if let Some(delay) = answer_delay {
+        tokio::time::sleep(delay).await;
     }
+    response
 }
 
 /// Signs the ID token (the state lock is released by now) and sends the token response.

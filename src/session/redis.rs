@@ -17,11 +17,21 @@
 //! logout): their members may outlive the sessions they name, so `delete_matching` checks
 //! each session it finds against the target and removes members that no longer exist.
 //!
+//! # The local cache
+//!
+//! Each store keeps the sessions it read in memory ([`RedisStoreBuilder::with_local_cache`],
+//! 10,000 by default), so that a request whose session this instance has seen costs no
+//! round trip. Redis keeps that copy true: the connection speaks RESP3 with `CLIENT
+//! TRACKING ON`, and Redis sends an invalidation for each key this connection read as soon
+//! as anyone changes or deletes it. How a stale session is never served (reads that race
+//! with a change, own writes, reconnections, a silent server) is in `tracked_cache.rs`.
+//!
 //! # Failure
 //!
 //! Every operation is bounded by one timeout (2 s by default, [`RedisStoreBuilder::with_timeout`]):
 //! a hung or unreachable server makes it fail with a [`StoreError`] after at most that
-//! long, and the layer answers `503` (it fails closed). The connection is one multiplexed
+//! long, and the layer answers `503` (it fails closed). The local cache serves only while
+//! Redis has answered within the last second, and a broken connection empties it. The connection is one multiplexed
 //! connection per store (clones share it) under redis-rs's `ConnectionManager`, which
 //! reconnects by itself; an operation that meets a broken connection is tried once more on
 //! the new one, so the first request after an outage succeeds. Error messages name the
@@ -31,7 +41,8 @@
 //! # Servers
 //!
 //! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT|NX|XX`, `GETDEL`,
-//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT`, `EVAL` and `MULTI`/`EXEC`. One
+//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT`, `EVAL` and `MULTI`/`EXEC`,
+//! and, with the local cache, `HELLO 3` (RESP3), `CLIENT TRACKING ON` and `PING`. One
 //! server (or a primary behind a stable address): Redis Cluster is not supported, because
 //! a save updates the session and its index sets in one transaction. TLS (`rediss://`) is
 //! not built in yet: use a TLS-terminating proxy, or a private network.
@@ -514,12 +525,19 @@ impl RedisStoreBuilder {
             });
         }
         let probe_key = format!("{prefix}probe");
+        let caching = cache.is_some();
         let connect = async {
             let mut conn = ConnectionManager::new_with_config(client, config).await?;
             // The commands a save uses, on a key of our own: this fails on servers before
             // 7.0 (EXPIREAT NX/GT), read-only replicas and ACLs that forbid our keys.
+            // With the local cache, also the tracking it relies on (an ACL may forbid
+            // `CLIENT`): better refused here than a cache that never serves.
             let until = now_secs() + 60;
-            redis::pipe()
+            let mut probe = redis::pipe();
+            if caching {
+                probe.cmd("CLIENT").arg("TRACKING").arg("ON").ignore();
+            }
+            probe
                 .cmd("SET")
                 .arg(&probe_key)
                 .arg("1")
@@ -540,6 +558,12 @@ impl RedisStoreBuilder {
         };
         let conn = match tokio::time::timeout(self.timeout, connect).await {
             Ok(Ok(conn)) => conn,
+            Ok(Err(e)) if caching && e.code() == Some("NOPERM") => {
+                return Err(StoreError::new(
+                    "redis connect: server answered NOPERM (the local cache needs `CLIENT \
+                     TRACKING`: allow it, or turn the cache off with `with_local_cache(0)`)",
+                ))
+            }
             Ok(Err(e)) => return Err(store_error("connect", &e)),
             Err(_) => {
                 return Err(StoreError::new(format!(

@@ -12,6 +12,8 @@ use tower_oauth2_login::{
     MemoryStore, Session, SessionKey, SessionMatch, SessionStore, StoreError,
 };
 
+use tower_oauth2_login::dev::TokenBehavior;
+
 use super::fault_proxy::{Fault, FaultProxy};
 use super::support::app::{self, Browser, Options, TestApp};
 
@@ -312,6 +314,67 @@ async fn jwks_down_during_a_key_rotation() {
     );
     assert_eq!(me(&app, &c).await.as_deref(), Ok("alice"));
     assert_eq!(me(&app, &a).await.as_deref(), Ok("alice"));
+}
+
+/// Found by the soak with 3-second tokens on a loaded machine (6 callback 502s in 87,660
+/// logins, not reproduced since): a token that reaches the layer old, or a sign-in slower
+/// than the token lives, has expired by the time userinfo is called. The login cannot
+/// succeed, but the page must say why, not blame the provider, and set no session.
+#[tokio::test]
+async fn a_token_that_expires_during_the_sign_in_is_explained() {
+    let app = app::start_with(Options {
+        discover: true,
+        provider: Box::new(|p| p.with_access_token_lifetime(Duration::from_secs(1))),
+        ..Default::default()
+    })
+    .await;
+    app.provider
+        .set_token_behavior(TokenBehavior::SlowAnswer(Duration::from_millis(1500)));
+    let browser = Browser::new();
+    let res = app.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::BAD_GATEWAY, "{res:#?}");
+    assert!(
+        res.body
+            .contains("the sign-in took longer than the provider&#39;s access token lasts"),
+        "{}",
+        res.body
+    );
+    assert!(!sets_a_session(&res));
+    assert!(res.body.contains("Try again"), "{}", res.body);
+
+    // The same provider answering in time: signed in.
+    app.provider.set_token_behavior(TokenBehavior::Normal);
+    let res = app.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    assert_eq!(me(&app, &browser).await.as_deref(), Ok("alice"));
+}
+
+/// The same finding, its quieter half: the token's lifetime counts from the token request,
+/// not from the end of the sign-in, so a slow answer does not make the layer keep (and hand
+/// to handlers) a token the provider already considers expired.
+#[tokio::test]
+async fn a_slow_token_answer_does_not_make_the_token_look_younger() {
+    let app = app::start_with(Options {
+        discover: true,
+        provider: Box::new(|p| p.with_access_token_lifetime(Duration::from_secs(4))),
+        ..Default::default()
+    })
+    .await;
+    app.provider
+        .set_token_behavior(TokenBehavior::SlowAnswer(Duration::from_millis(2500)));
+    let browser = Browser::new();
+    let requested = Instant::now();
+    let res = app.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    app.provider.set_token_behavior(TokenBehavior::Normal);
+    assert_eq!(app.provider.refresh_requests(), 0);
+    // 3.6 s after the token request the token has under half a second left (it lives 4 s):
+    // within the refresh skew (at most a quarter of its life). Counted from the end of the
+    // sign-in it would seem to have almost 3 s left, and would not be refreshed.
+    tokio::time::sleep_until((requested + Duration::from_millis(3600)).into()).await;
+    let res = browser.get(&app.url("/token-check")).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:#?}");
+    assert_eq!(app.provider.refresh_requests(), 1);
 }
 
 /// A store whose load, save, delete and delete_matching can fail separately.
