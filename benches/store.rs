@@ -123,7 +123,10 @@ mod redis {
 
     struct Fixture {
         rt: tokio::runtime::Runtime,
+        /// The local cache off: every load is a `GET`.
         store: RedisStore,
+        /// The local cache on (the default), the sessions read once.
+        cached: RedisStore,
     }
 
     static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
@@ -133,23 +136,27 @@ mod redis {
             .build()
             .unwrap();
         let url = REDIS_URL.get().expect("a Redis server");
-        let store = rt.block_on(async {
-            let store = RedisStore::builder(url.as_str())
-                .with_prefix("tower-oauth2-login-bench:")
-                .connect()
-                .await
-                .unwrap();
+        let (store, cached) = rt.block_on(async {
+            let connect = |cache| {
+                RedisStore::builder(url.as_str())
+                    .with_prefix("tower-oauth2-login-bench:")
+                    .with_local_cache(cache)
+                    .connect()
+            };
+            let store = connect(0).await.unwrap();
+            let cached = connect(RedisStore::DEFAULT_CACHE_CAPACITY).await.unwrap();
             for n in 0..64 {
                 store.save(&key(n), session()).await.unwrap();
+                cached.load(&key(n)).await.unwrap();
             }
-            store
+            (store, cached)
         });
-        Fixture { rt, store }
+        Fixture { rt, store, cached }
     });
 
     #[divan::bench]
     fn load(bencher: Bencher) {
-        let Fixture { rt, store } = &*FIXTURE;
+        let Fixture { rt, store, .. } = &*FIXTURE;
         let k = key(42);
         bencher.bench_local(|| {
             let s = rt.block_on(store.load(&k)).unwrap();
@@ -158,16 +165,29 @@ mod redis {
         });
     }
 
+    /// A session this instance read before, from the local cache (what the layer's hot
+    /// path calls first).
+    #[divan::bench]
+    fn load_now_cached(bencher: Bencher) {
+        let Fixture { cached, .. } = &*FIXTURE;
+        let k = key(42);
+        bencher.bench_local(|| {
+            let s = cached.load_now(&k);
+            assert!(matches!(s, Some(Some(_))));
+            s
+        });
+    }
+
     #[divan::bench]
     fn load_missing(bencher: Bencher) {
-        let Fixture { rt, store } = &*FIXTURE;
+        let Fixture { rt, store, .. } = &*FIXTURE;
         let k = key(999_999);
         bencher.bench_local(|| rt.block_on(store.load(&k)).unwrap());
     }
 
     #[divan::bench]
     fn save(bencher: Bencher) {
-        let Fixture { rt, store } = &*FIXTURE;
+        let Fixture { rt, store, .. } = &*FIXTURE;
         let k = key(43);
         let s = session();
         bencher.bench_local(|| rt.block_on(store.save(&k, Arc::clone(&s))).unwrap());
@@ -177,7 +197,7 @@ mod redis {
     /// the batch, and loads per second.
     #[divan::bench(counters = [divan::counter::ItemsCount::new(64usize)])]
     fn load_64_concurrent(bencher: Bencher) {
-        let Fixture { rt, store } = &*FIXTURE;
+        let Fixture { rt, store, .. } = &*FIXTURE;
         let keys: Vec<SessionKey> = (0..64).map(key).collect();
         bencher.bench_local(|| {
             rt.block_on(futures_util::future::join_all(
