@@ -31,8 +31,9 @@
 //! Every operation is bounded by one timeout (2 s by default, [`RedisStoreBuilder::with_timeout`]):
 //! a hung or unreachable server makes it fail with a [`StoreError`] after at most that
 //! long, and the layer answers `503` (it fails closed). The local cache serves only while
-//! Redis has answered within the last second, and a broken connection empties it. The connection is one multiplexed
-//! connection per store (clones share it) under redis-rs's `ConnectionManager`, which
+//! Redis has answered within the last second, and a broken connection empties it. The
+//! connection is one multiplexed connection per store (clones share it) under redis-rs's
+//! `ConnectionManager`, which
 //! reconnects by itself; an operation that meets a broken connection is tried once more on
 //! the new one, so the first request after an outage succeeds. Error messages name the
 //! operation and the kind of failure, never a key, a session or the URL (which may hold a
@@ -637,17 +638,10 @@ impl SessionStore for RedisStore {
             return Ok(Some(session));
         }
         let read = cache.begin(key);
-        match self.get(key, read.needs_tracking).await {
-            Ok(raw) => {
-                let session = fresh(raw);
-                cache.fill(key, read, session.as_ref());
-                Ok(session)
-            }
-            Err(e) => {
-                cache.abandon(key, read);
-                Err(e)
-            }
-        }
+        // On an error `read` is dropped, which takes its pending mark away.
+        let session = fresh(self.get(key, read.needs_tracking).await?);
+        read.fill(session.as_ref());
+        Ok(session)
     }
 
     /// The local cache's copy, when it has one it may serve.

@@ -70,8 +70,12 @@ enum Slot {
     },
 }
 
-/// A pending read: what [`TrackedCache::fill`] needs to keep its answer.
-pub(super) struct Read {
+/// A read on its way: [`Read::fill`] keeps its answer. Dropped unfilled (the `GET`
+/// failed, or the request was cancelled), it takes its pending mark away, so that marks of
+/// reads that never finished do not fill the cache.
+pub(super) struct Read<'a> {
+    cache: &'a TrackedCache,
+    key: SessionKey,
     generation: u64,
     /// `None` when the cache is full: the answer is not kept.
     ticket: Option<u64>,
@@ -123,7 +127,7 @@ impl TrackedCache {
     }
 
     /// Marks `key` as being read; call before sending the `GET`.
-    pub(super) fn begin(&self, key: &SessionKey) -> Read {
+    pub(super) fn begin(&self, key: &SessionKey) -> Read<'_> {
         let generation = self.generation.load(Ordering::Acquire);
         let needs_tracking = self.tracking.load(Ordering::Acquire) != generation + 1;
         let ticket = (self.slots.len() < self.capacity).then(|| {
@@ -132,47 +136,11 @@ impl TrackedCache {
             ticket
         });
         Read {
+            cache: self,
+            key: *key,
             generation,
             ticket,
             needs_tracking,
-        }
-    }
-
-    /// Keeps the answer of `read` (`None`: no such session), unless the key was
-    /// invalidated or written, or the connection changed, since [`begin`](Self::begin).
-    pub(super) fn fill(&self, key: &SessionKey, read: Read, session: Option<&Arc<Session>>) {
-        self.answered();
-        if read.needs_tracking && self.generation.load(Ordering::Acquire) == read.generation {
-            // Tracking is on for the connection of `read.generation`. Should that connection
-            // break meanwhile, its new generation no longer matches this value.
-            self.tracking.store(read.generation + 1, Ordering::Release);
-        }
-        let Some(ticket) = read.ticket else { return };
-        let current = self.generation.load(Ordering::Acquire) == read.generation;
-        match (session, self.slots.get_mut(key)) {
-            (Some(session), Some(mut slot))
-                if current && matches!(*slot, Slot::Pending(t) if t == ticket) =>
-            {
-                *slot = Slot::Ready {
-                    generation: read.generation,
-                    session: Arc::clone(session),
-                };
-            }
-            (_, slot) => {
-                let ours = slot.is_some_and(|s| matches!(*s, Slot::Pending(t) if t == ticket));
-                if ours {
-                    self.slots
-                        .remove_if(key, |_, s| matches!(s, Slot::Pending(t) if *t == ticket));
-                }
-            }
-        }
-    }
-
-    /// Forgets `read` after its `GET` failed.
-    pub(super) fn abandon(&self, key: &SessionKey, read: Read) {
-        if let Some(ticket) = read.ticket {
-            self.slots
-                .remove_if(key, |_, s| matches!(s, Slot::Pending(t) if *t == ticket));
         }
     }
 
@@ -235,6 +203,50 @@ impl TrackedCache {
     }
 }
 
+impl Read<'_> {
+    /// Keeps the answer (`None`: no such session), unless the key was invalidated or
+    /// written, or the connection changed, since [`TrackedCache::begin`].
+    pub(super) fn fill(mut self, session: Option<&Arc<Session>>) {
+        let cache = self.cache;
+        cache.answered();
+        if self.needs_tracking && cache.generation.load(Ordering::Acquire) == self.generation {
+            // Tracking is on for the connection of this generation. Should that connection
+            // break meanwhile, its new generation no longer matches this value.
+            cache.tracking.store(self.generation + 1, Ordering::Release);
+        }
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let current = cache.generation.load(Ordering::Acquire) == self.generation;
+        if let (true, Some(session)) = (current, session) {
+            if let Some(mut slot) = cache.slots.get_mut(&self.key) {
+                if matches!(*slot, Slot::Pending(t) if t == ticket) {
+                    *slot = Slot::Ready {
+                        generation: self.generation,
+                        session: Arc::clone(session),
+                    };
+                    return;
+                }
+            }
+        }
+        cache.slots.remove_if(
+            &self.key,
+            |_, s| matches!(s, Slot::Pending(t) if *t == ticket),
+        );
+    }
+}
+
+impl Drop for Read<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.cache.slots.remove_if(
+                &self.key,
+                |_, s| matches!(s, Slot::Pending(t) if *t == ticket),
+            );
+        }
+    }
+}
+
 /// The [`SessionKey`] written as 64 hex digits, as in the Redis keys.
 pub(super) fn key_from_hex(hex: &[u8]) -> Option<SessionKey> {
     if hex.len() != 64 {
@@ -272,7 +284,7 @@ mod tests {
     fn cached(cache: &TrackedCache, k: &SessionKey) -> Arc<Session> {
         let read = cache.begin(k);
         let s = session();
-        cache.fill(k, read, Some(&s));
+        read.fill(Some(&s));
         s
     }
 
@@ -292,7 +304,7 @@ mod tests {
         let read = cache.begin(&k);
         assert!(read.needs_tracking, "a new connection turns tracking on");
         let s = session();
-        cache.fill(&k, read, Some(&s));
+        read.fill(Some(&s));
         assert!(Arc::ptr_eq(&cache.get(&k).unwrap(), &s));
         assert!(!cache.begin(&key(2)).needs_tracking);
     }
@@ -308,7 +320,7 @@ mod tests {
         // The race Redis's documentation warns of: the key changes while its GET is out.
         let read = cache.begin(&k);
         invalidate(&cache, &k);
-        cache.fill(&k, read, Some(&session()));
+        read.fill(Some(&session()));
         assert!(cache.get(&k).is_none(), "an answer older than the change");
         assert_eq!(cache.len(), 0);
     }
@@ -320,7 +332,7 @@ mod tests {
         cached(&cache, &k);
         let read = cache.begin(&k);
         cache.forget(&k);
-        cache.fill(&k, read, Some(&session()));
+        read.fill(Some(&session()));
         assert!(cache.get(&k).is_none());
     }
 
@@ -335,11 +347,11 @@ mod tests {
             data: vec![],
         });
         assert!(cache.get(&k).is_none());
-        cache.fill(&key(2), in_flight, Some(&session()));
+        in_flight.fill(Some(&session()));
         assert!(cache.get(&key(2)).is_none(), "read on the old connection");
         let read = cache.begin(&k);
         assert!(read.needs_tracking);
-        cache.fill(&k, read, Some(&session()));
+        read.fill(Some(&session()));
         assert!(cache.get(&k).is_some());
     }
 
@@ -381,6 +393,16 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_never_finishes_leaves_no_mark() {
+        let cache = TrackedCache::new("p:session:".into(), 1);
+        drop(cache.begin(&key(1)));
+        assert_eq!(cache.len(), 0);
+        // So the one place is free for the next read.
+        cached(&cache, &key(2));
+        assert!(cache.get(&key(2)).is_some());
+    }
+
+    #[test]
     fn a_full_cache_reads_through() {
         let cache = TrackedCache::new("p:session:".into(), 1);
         cached(&cache, &key(1));
@@ -397,7 +419,7 @@ mod tests {
         let read = cache.begin(&k);
         let now = now_secs();
         let s = Arc::new(Session::for_tests("alice", now - 1, now + 60));
-        cache.fill(&k, read, Some(&s));
+        read.fill(Some(&s));
         assert!(cache.get(&k).is_none());
     }
 }
