@@ -142,7 +142,7 @@ impl Options {
             );
         }
         // A bound on the whole run, whatever is asked: a few hours at most.
-        let per_round = (o.duration + o.warmup).as_secs_f64() * 4.0;
+        let per_round = (o.duration + o.warmup).as_secs_f64() * 5.0; // five targets take turns
         if per_round * o.rounds as f64 > 4.0 * 3600.0 {
             return Err("that run would take more than four hours".into());
         }
@@ -241,7 +241,7 @@ fn main() -> Result<(), Error> {
 
     // One unrecorded round first: the first moments of a fresh process also pay for its
     // own warm-up (allocator, thread pools).
-    let cpu_pids = redis.as_ref().and_then(Redis::pid);
+    let redis_pid = redis.as_ref().and_then(Redis::pid);
     for round in 0..=o.rounds {
         for t in targets.iter_mut() {
             t.cookies = client_rt.block_on(sign_in_all(t, o.sessions))?;
@@ -251,7 +251,7 @@ fn main() -> Result<(), Error> {
         } else {
             o.duration
         };
-        let runs = client_rt.block_on(load_round(&targets, &o, measured, cpu_pids))?;
+        let runs = client_rt.block_on(load_round(&targets, &o, measured, redis_pid))?;
         if round == 0 {
             continue;
         }
