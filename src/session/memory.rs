@@ -128,20 +128,7 @@ mod tests {
     use crate::session::SessionId;
 
     fn session(expires_at: u64) -> Arc<Session> {
-        Arc::new(Session {
-            subject: "alice".into(),
-            claims: Default::default(),
-            scopes: vec![],
-            access_token: "at".into(),
-            access_expires_at: None,
-            access_obtained_at: now_secs(),
-            refresh_token: None,
-            id_token: None,
-            created_at: now_secs(),
-            expires_at,
-            absolute_expires_at: expires_at,
-            sid: None,
-        })
+        Arc::new(Session::for_tests("alice", expires_at, expires_at))
     }
 
     #[tokio::test]
