@@ -4,11 +4,13 @@
 //! cargo run --release --example soak -- --duration 300 --connections 256
 //! ```
 //!
-//! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.)
+//! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.
+//! `--redis`: the app keeps its sessions in a private `redis-server` started on a free
+//! loopback port, through `RedisStore` and its local cache, instead of the memory store.)
 //!
 //! Two processes: this one runs the embedded provider (auto-login) and the load; a child
 //! process (this program with `--serve-app`) runs an app behind the `LoginLayer`
-//! (OpenID Connect through discovery, the memory store), so that its resident memory is
+//! (OpenID Connect through discovery, the memory store or Redis), so that its resident memory is
 //! measured alone. Each of the `--connections` virtual browsers has its own cookie jar and
 //! connections and loops over a mix of requests until the time is up:
 //!
@@ -38,7 +40,7 @@ use rand::Rng;
 use reqwest::{Method, StatusCode};
 use tokio::io::AsyncBufReadExt;
 use tower_oauth2_login::dev::{DevClient, DevProvider};
-use tower_oauth2_login::{AuthUser, LoginLayer};
+use tower_oauth2_login::{AuthUser, LoginLayer, RedisStore};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -59,20 +61,66 @@ fn main() -> Result<(), Error> {
     if args.iter().any(|a| a == "--serve-app") {
         let port: u16 = arg(&args, "--port").ok_or("--port")?.parse()?;
         let issuer = arg(&args, "--issuer").ok_or("--issuer")?;
-        return rt.block_on(serve_app(port, issuer));
+        let redis = arg(&args, "--redis-url");
+        return rt.block_on(serve_app(port, issuer, redis));
     }
     let duration = Duration::from_secs(arg(&args, "--duration").map_or(Ok(60), |d| d.parse())?);
     let connections: usize = arg(&args, "--connections").map_or(Ok(64), |c| c.parse())?;
     let token_lifetime =
         Duration::from_secs(arg(&args, "--token-lifetime").map_or(Ok(10), |t| t.parse())?);
-    rt.block_on(load(duration, connections, token_lifetime))
+    let redis = if args.iter().any(|a| a == "--redis") {
+        Some(RedisServer::start()?)
+    } else {
+        None
+    };
+    rt.block_on(load(duration, connections, token_lifetime, redis.as_ref()))
+}
+
+/// A private `redis-server` on a free loopback port, no persistence, stopped on drop.
+struct RedisServer {
+    url: String,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> Result<Self, Error> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("--redis needs redis-server on the PATH: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(RedisServer {
+            url: format!("redis://127.0.0.1:{port}/"),
+            child,
+        })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // The app (child process)
 // ---------------------------------------------------------------------------------------
 
-async fn serve_app(port: u16, issuer: String) -> Result<(), Error> {
+async fn serve_app(port: u16, issuer: String, redis: Option<String>) -> Result<(), Error> {
     // The layer's warnings (why a login failed) go to stderr, which is the harness's.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -91,8 +139,12 @@ async fn serve_app(port: u16, issuer: String) -> Result<(), Error> {
         .with_scopes(["openid", "profile"])
         .with_logout_path("/logout")
         .with_public_path("/")
-        .with_cookie_key([5u8; 64])
-        .build()?;
+        .with_cookie_key([5u8; 64]);
+    let layer = match redis {
+        Some(url) => layer.with_store(RedisStore::connect(&url).await?),
+        None => layer,
+    }
+    .build()?;
     let app = Router::new()
         .route("/", get(|| async { "home" }))
         .route(
@@ -183,6 +235,7 @@ async fn load(
     duration: Duration,
     connections: usize,
     token_lifetime: Duration,
+    redis: Option<&RedisServer>,
 ) -> Result<(), Error> {
     // The app's port, chosen now (the provider must know the redirect URL).
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -202,12 +255,14 @@ async fn load(
         .start()
         .await?;
 
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command
         .args(["--serve-app", "--port", &port.to_string()])
-        .args(["--issuer", provider.issuer()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+        .args(["--issuer", provider.issuer()]);
+    if let Some(redis) = redis {
+        command.args(["--redis-url", &redis.url]);
+    }
+    let mut child = command.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
     let pid = child.id().ok_or("no child pid")?;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
     match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
@@ -216,8 +271,13 @@ async fn load(
     }
 
     println!(
-        "soak: {connections} connections for {}s against {base} (app pid {pid})",
-        duration.as_secs()
+        "soak: {connections} connections for {}s against {base} (app pid {pid}), sessions in {}",
+        duration.as_secs(),
+        if redis.is_some() {
+            "a private redis-server (RedisStore, local cache on)"
+        } else {
+            "the memory store"
+        }
     );
     let rss_start = rss_kib(pid);
     println!("app RSS at start: {} KiB", rss_start);
