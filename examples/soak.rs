@@ -42,6 +42,12 @@ use tokio::io::AsyncBufReadExt;
 use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer, RedisStore};
 
+// The tests' private `redis-server` (free loopback port, no persistence, stopped on drop).
+#[path = "../tests/support/redis.rs"]
+#[allow(dead_code)]
+mod redis_server;
+use redis_server::RedisServer;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const CLIENT_ID: &str = "soak-app";
@@ -68,52 +74,8 @@ fn main() -> Result<(), Error> {
     let connections: usize = arg(&args, "--connections").map_or(Ok(64), |c| c.parse())?;
     let token_lifetime =
         Duration::from_secs(arg(&args, "--token-lifetime").map_or(Ok(10), |t| t.parse())?);
-    let redis = if args.iter().any(|a| a == "--redis") {
-        Some(RedisServer::start()?)
-    } else {
-        None
-    };
+    let redis = args.iter().any(|a| a == "--redis").then(RedisServer::start);
     rt.block_on(load(duration, connections, token_lifetime, redis.as_ref()))
-}
-
-/// A private `redis-server` on a free loopback port, no persistence, stopped on drop.
-struct RedisServer {
-    url: String,
-    child: std::process::Child,
-}
-
-impl RedisServer {
-    fn start() -> Result<Self, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("--redis needs redis-server on the PATH: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("redis-server did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(RedisServer {
-            url: format!("redis://127.0.0.1:{port}/"),
-            child,
-        })
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,7 +222,7 @@ async fn load(
         .args(["--serve-app", "--port", &port.to_string()])
         .args(["--issuer", provider.issuer()]);
     if let Some(redis) = redis {
-        command.args(["--redis-url", &redis.url]);
+        command.args(["--redis-url", &redis.url()]);
     }
     let mut child = command.stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
     let pid = child.id().ok_or("no child pid")?;
