@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::authorize::PendingLogin;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
-use crate::cookie::PendingIndex;
+use crate::cookie::{CallbackCookies, PendingIndex};
 use crate::error::FlowError;
 use crate::session::{now_secs, Claims, Session, SessionId};
 use crate::{cookie, page, userinfo};
@@ -51,6 +51,16 @@ impl CallbackParams {
         }
         Ok(p)
     }
+
+    /// The first `max` `state` values of a query, of one that [`parse`](Self::parse)
+    /// refuses too, so that their pending cookies can be cleared.
+    pub(crate) fn states(query: &str, max: usize) -> Vec<String> {
+        url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(name, _)| name == "state")
+            .take(max)
+            .map(|(_, value)| value.into_owned())
+            .collect()
+    }
 }
 
 /// Where the token endpoint's answer comes from.
@@ -62,6 +72,10 @@ pub(crate) enum Exchange {
     #[cfg(feature = "dev-provider")]
     Recorded(Bytes),
 }
+
+/// How many `state` values of a malformed callback (a repeated `state`) have their pending
+/// cookie cleared: a provider sends one, and whatever else an attacker adds costs no more.
+const MAX_STATES: usize = 2;
 
 /// Answers a request to the callback path.
 pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
@@ -76,18 +90,35 @@ pub(crate) async fn handle_with(
     exchange: Exchange,
 ) -> Response<Bytes> {
     let wants_json = crate::layer::wants_json(headers);
-    let (outcome, pending_name) = match CallbackParams::parse(query) {
-        Ok(params) => {
-            let pending_name = params
-                .state
-                .as_deref()
-                .map(|s| inner.cookies.pending_name(s));
-            (
-                complete(inner, headers, &params, pending_name.as_deref(), exchange).await,
-                pending_name,
-            )
+    let parsed = CallbackParams::parse(query);
+    // The pending cookies this answer is for: the state's, or, when the query is refused,
+    // those of its first few states, which are cleared all the same (single use).
+    let states: Vec<String> = match &parsed {
+        Ok(params) => params.state.iter().cloned().collect(),
+        Err(_) => CallbackParams::states(query, MAX_STATES),
+    };
+    let mut answered: Vec<String> = Vec::with_capacity(states.len());
+    for state in &states {
+        let name = inner.cookies.pending_name(state);
+        if !answered.contains(&name) {
+            answered.push(name);
         }
-        Err(e) => (Err((e, None)), None),
+    }
+    let cookies = CallbackCookies::read(headers, &inner.cookies, &answered);
+
+    let outcome = match parsed {
+        Ok(params) => {
+            // The state must match a pending login started in this browser.
+            let sealed = cookies.answered.first().copied().flatten();
+            let pending = match (params.state.as_deref(), answered.first(), sealed) {
+                (Some(state), Some(name), Some(sealed)) => {
+                    open_pending_value(inner, name, sealed, state)
+                }
+                _ => None,
+            };
+            complete(inner, &params, pending, &cookies.sessions, exchange).await
+        }
+        Err(e) => Err((e, None)),
     };
 
     let mut res = match outcome {
@@ -95,7 +126,9 @@ pub(crate) async fn handle_with(
         // A callback that belongs to no login in progress, from a browser that is signed
         // in: the callback URL reloaded, or a spent login form sent again from the
         // history. Nothing was redeemed; the person goes home rather than to an error.
-        Err((FlowError::UnknownState, _)) if signed_in(inner, headers).await => {
+        Err((FlowError::UnknownState, _))
+            if signed_in(inner, cookies.sessions.first().copied()).await =>
+        {
             tracing::info!("stale callback from a signed-in browser");
             page::see_other("/")
         }
@@ -106,25 +139,14 @@ pub(crate) async fn handle_with(
         }
     };
     // Single use: whatever happened, this attempt's pending cookie is gone; so are other
-    // attempts' cookies that are unreadable, expired, or past the cap.
-    let stale = stale_pending_cookies(inner, headers, pending_name.as_deref());
-    let cleared: Vec<String> = pending_name.into_iter().chain(stale).collect();
-    for name in &cleared {
+    // attempts' cookies, as the index names them, that are unreadable, expired, or past
+    // the cap. The index of pending logins (read at the start of each login) forgets them.
+    let (stale, index) = sweep_pending(inner, &cookies, &answered);
+    for name in answered.iter().chain(&stale) {
         res.headers_mut()
             .append(header::SET_COOKIE, inner.cookies.clear_pending_cookie(name));
     }
-    // The index of pending logins (read at the start of each login) forgets them too.
-    let mut index = PendingIndex::read(headers, &inner.cookies);
-    if !index.0.is_empty() {
-        let prefix = &inner.cookies.pending_prefix;
-        index.retain(
-            now_secs().saturating_sub(inner.pending_lifetime.as_secs()),
-            |hash| {
-                cleared
-                    .iter()
-                    .any(|n| n.strip_prefix(prefix.as_str()) == Some(hash))
-            },
-        );
+    if let Some(index) = index {
         res.headers_mut()
             .append(header::SET_COOKIE, index.set_cookie(&inner.cookies));
     }
@@ -139,30 +161,18 @@ pub(crate) async fn handle_with(
 
 type Failure = (FlowError, Option<String>);
 
+/// The callback once its query is parsed: `pending` is the login of this browser that the
+/// state names (opened and checked), `sessions` the session cookies it brought.
 async fn complete(
     inner: &Inner,
-    headers: &HeaderMap,
     params: &CallbackParams,
-    pending_name: Option<&str>,
+    pending: Option<PendingLogin>,
+    sessions: &[&str],
     exchange: Exchange,
 ) -> Result<Response<Bytes>, Failure> {
-    // 1. The state must match a pending login started in this browser.
-    let pending = match (params.state.as_deref(), pending_name) {
-        (Some(state), Some(name)) => open_pending(inner, headers, name, state),
-        _ => None,
-    };
-    let return_to = pending.as_ref().map(|p| p.return_to.clone());
-
-    // 2. A provider error ends here, with a page and a way to try again (no loop: the
-    // page waits for the person to click).
-    if let Some(code) = &params.error {
-        let code = sanitize_error_code(code);
-        let description = params
-            .error_description
-            .as_deref()
-            .map(|d| d.chars().take(300).collect());
-        return Err((FlowError::Provider { code, description }, return_to));
-    }
+    // 1. No login of this browser waits for this answer: whatever it says, a provider
+    // error included, it gets a page of the layer's own words. Its `error` and
+    // `error_description` are anyone's text, written into a link to the app's origin.
     let Some(pending) = pending else {
         return Err((
             if params.state.is_none() {
@@ -173,6 +183,18 @@ async fn complete(
             None,
         ));
     };
+    let return_to = Some(pending.return_to.clone());
+
+    // 2. A provider error for this browser's login ends here, with a page and a way to
+    // try again (no loop: the page waits for the person to click).
+    if let Some(code) = &params.error {
+        let code = sanitize_error_code(code);
+        let description = params
+            .error_description
+            .as_deref()
+            .map(|d| d.chars().take(300).collect());
+        return Err((FlowError::Provider { code, description }, return_to));
+    }
 
     // 3. RFC 9207: a callback that names another issuer is a mix-up attack; checked
     // before the code is sent anywhere.
@@ -263,8 +285,9 @@ async fn complete(
         tracing::error!(error = %e, "could not store the new session");
         return Err((FlowError::Store, return_to));
     }
-    // The session the browser had before, if any, ends with this login.
-    for old in cookie::find(headers, &inner.cookies.session_name) {
+    // The session the browser had before, if any, ends with this login (the first
+    // session cookies only: their number must not multiply store work).
+    for old in sessions {
         if let Some(old) = SessionId::parse(old) {
             if let Err(e) = inner.store.delete(&old.key()).await {
                 tracing::warn!(error = %e, "could not delete the previous session");
@@ -281,12 +304,9 @@ async fn complete(
     Ok(res)
 }
 
-/// Whether the request carries the cookie of a live session.
-async fn signed_in(inner: &Inner, headers: &HeaderMap) -> bool {
-    let Some(id) = cookie::find(headers, &inner.cookies.session_name)
-        .next()
-        .and_then(SessionId::parse)
-    else {
+/// Whether the request's (first) session cookie is that of a live session.
+async fn signed_in(inner: &Inner, session_cookie: Option<&str>) -> bool {
+    let Some(id) = session_cookie.and_then(SessionId::parse) else {
         return false;
     };
     matches!(inner.store.load(&id.key()).await, Ok(Some(s)) if !s.is_expired(now_secs()))
@@ -369,42 +389,70 @@ async fn identify_oidc(
 /// at the next callback so the `Cookie` header stays small.
 pub(crate) const MAX_PENDING_LOGINS: usize = 5;
 
-/// The names of pending cookies, other than the one being answered, that should go:
-/// unreadable (another key, tampered), expired, or the oldest past the cap.
-pub(crate) fn stale_pending_cookies(
+/// What becomes of the other pending logins of this browser, as the index names them (a
+/// few at most; pending cookies it does not name are not looked at, see
+/// [`CallbackCookies`]): the names of those to clear (unreadable, expired, or the oldest
+/// past the cap), and the index to write back, `None` when the request had none.
+pub(crate) fn sweep_pending(
     inner: &Inner,
-    headers: &HeaderMap,
-    answered: Option<&str>,
-) -> Vec<String> {
-    let mut live: Vec<(u64, &str)> = Vec::new();
-    let mut stale: Vec<String> = Vec::new();
+    cookies: &CallbackCookies<'_>,
+    answered: &[String],
+) -> (Vec<String>, Option<PendingIndex>) {
+    if cookies.index.0.is_empty() {
+        return (Vec::new(), None);
+    }
     let now = now_secs();
-    for name in cookie::names_with_prefix(headers, &inner.cookies.pending_prefix) {
-        if Some(name) == answered
-            || live.iter().any(|(_, n)| *n == name)
-            || stale.iter().any(|n| n == name)
-        {
+    let lifetime = inner.pending_lifetime.as_secs();
+    let mut stale = Vec::new();
+    let mut live: Vec<(u64, usize)> = Vec::new();
+    let mut keep = vec![false; cookies.index.0.len()];
+    for (i, ((hash, started), sealed)) in cookies.index.0.iter().zip(&cookies.indexed).enumerate() {
+        let name = format!("{}{hash}", inner.cookies.pending_prefix);
+        if answered.contains(&name) {
             continue;
         }
-        let created = cookie::find(headers, name)
-            .next()
-            .and_then(|sealed| inner.cookies.open_pending(name, sealed))
+        let Some(sealed) = sealed else {
+            // Not sent here: the browser dropped it, or sends it elsewhere. The entry
+            // stays while it may still be live, as the index's own time says.
+            keep[i] = now.saturating_sub(*started) <= lifetime;
+            continue;
+        };
+        let created = inner
+            .cookies
+            .open_pending(&name, sealed)
             .and_then(|json| serde_json::from_str::<PendingLogin>(&json).ok())
             .map(|p| p.created_at)
-            .filter(|t| now.saturating_sub(*t) <= inner.pending_lifetime.as_secs());
+            .filter(|t| now.saturating_sub(*t) <= lifetime);
         match created {
-            Some(t) => live.push((t, name)),
-            None => stale.push(name.to_string()),
+            Some(t) => live.push((t, i)),
+            None => stale.push(name),
         }
     }
-    if live.len() > MAX_PENDING_LOGINS {
-        live.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-        stale.extend(live.drain(MAX_PENDING_LOGINS..).map(|(_, n)| n.to_string()));
+    live.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    for (rank, (_, i)) in live.into_iter().enumerate() {
+        if rank < MAX_PENDING_LOGINS {
+            keep[i] = true;
+        } else {
+            stale.push(format!(
+                "{}{}",
+                inner.cookies.pending_prefix, cookies.index.0[i].0
+            ));
+        }
     }
-    stale
+    let kept = cookies
+        .index
+        .0
+        .iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(entry, _)| entry.clone())
+        .collect();
+    (stale, Some(PendingIndex(kept)))
 }
 
-/// Opens the pending cookie `name` and checks it belongs to `state` and is fresh.
+/// Opens the pending cookie `name` of the request and checks it belongs to `state` and is
+/// fresh.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn open_pending(
     inner: &Inner,
     headers: &HeaderMap,
@@ -412,6 +460,17 @@ pub(crate) fn open_pending(
     state: &str,
 ) -> Option<PendingLogin> {
     let sealed = cookie::find(headers, name).next()?;
+    open_pending_value(inner, name, sealed, state)
+}
+
+/// Opens the sealed value of the pending cookie `name` and checks it belongs to `state` and
+/// is fresh.
+fn open_pending_value(
+    inner: &Inner,
+    name: &str,
+    sealed: &str,
+    state: &str,
+) -> Option<PendingLogin> {
     let json = inner.cookies.open_pending(name, sealed)?;
     let pending: PendingLogin = serde_json::from_str(&json).ok()?;
     let same_state: bool = pending.state.as_bytes().ct_eq(state.as_bytes()).into();
@@ -507,6 +566,54 @@ mod tests {
         ] {
             assert!(CallbackParams::parse(q).is_err(), "{q}");
         }
+    }
+
+    #[test]
+    fn states_of_a_refused_query_are_read_a_few_at_most() {
+        let q = format!("state=a&code=x&code=y{}", "&state=b".repeat(1000));
+        assert!(CallbackParams::parse(&q).is_err());
+        assert_eq!(CallbackParams::states(&q, 2), vec!["a", "b"]);
+        assert!(CallbackParams::states("code=x", 2).is_empty());
+    }
+
+    /// Issue 11 defect 1: the work of a callback does not grow with the pending cookies it
+    /// carries. 16,000 made-up ones and an index that names 2,000 of them: the cookies
+    /// opened are those the index may name (capped), and the answer clears no more.
+    #[test]
+    fn a_callback_opens_and_clears_a_bounded_number_of_pending_cookies() {
+        use futures_util::FutureExt;
+        let inner = crate::fuzzing::layer().shared();
+        let now = now_secs();
+        let index: Vec<String> = (0..2_000).map(|i| format!("{i:011}.{now}")).collect();
+        // The fixed configuration is https: the names carry their prefixes.
+        let mut cookie = format!("__Host-oauth2_logins={}; ", index.join("|"));
+        for i in 0..16_000 {
+            cookie.push_str(&format!("__Secure-oauth2_pending_{i:011}=x; "));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        let before = crate::cookie::tests::opens();
+        let res = handle(inner, &headers, "code=c&state=s")
+            .now_or_never()
+            .expect("no network");
+        let opened = crate::cookie::tests::opens() - before;
+        assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
+        assert!(opened <= 2 * MAX_PENDING_LOGINS, "{opened} opened");
+        let set = res.headers().get_all(header::SET_COOKIE).iter().count();
+        // The state's own cookie, the index entries' (stale), the index.
+        assert!(set <= 1 + 2 * MAX_PENDING_LOGINS + 1, "{set} Set-Cookie");
+
+        // A malformed query costs no more.
+        let before = crate::cookie::tests::opens();
+        let res = handle(inner, &headers, &"state=s&".repeat(5000))
+            .now_or_never()
+            .expect("no network");
+        assert!(crate::cookie::tests::opens() - before <= 2 * MAX_PENDING_LOGINS);
+        let set = res.headers().get_all(header::SET_COOKIE).iter().count();
+        assert!(
+            set <= MAX_STATES + 2 * MAX_PENDING_LOGINS + 1,
+            "{set} Set-Cookie"
+        );
     }
 
     #[test]

@@ -809,6 +809,7 @@ impl LoginLayerBuilder {
         let cookies = CookieConfig::new(
             secure,
             &callback_path,
+            &logout_callback_path,
             key,
             self.pending_lifetime,
             self.absolute_lifetime,

@@ -23,6 +23,17 @@ pub(crate) const PENDING_COOKIE_PREFIX: &str = "oauth2_pending_";
 /// The base name of the pending-login index: `Path=/`, so that the start of a login, which
 /// cannot see the pending cookies (they are scoped to the callback path), knows them.
 pub(crate) const PENDING_INDEX_COOKIE: &str = "oauth2_logins";
+/// The base name of the cookie that carries the `state` of an RP-initiated logout to the
+/// logout callback.
+pub(crate) const LOGOUT_STATE_COOKIE: &str = "oauth2_logout_state";
+/// How long a logout may stay at the provider before its state is forgotten.
+const LOGOUT_STATE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// How many session cookies a request is acted on for (store loads, deletes), however many
+/// it carries: a browser holds one, and a second covers a stale one sent before it (a
+/// cookie of the same name set by a sibling domain, or left from before a configuration
+/// change). The rest are ignored, so that their number never multiplies store work.
+pub(crate) const MAX_SESSION_COOKIES: usize = 2;
 
 /// Cookie names and flags, fixed at build time.
 #[derive(Clone)]
@@ -37,6 +48,10 @@ pub(crate) struct CookieConfig {
     pub(crate) pending_path: String,
     /// The full name of the pending-login index cookie (with `__Host-` when secure).
     pub(crate) index_name: String,
+    /// The full name of the logout-state cookie (with `__Secure-` when secure).
+    pub(crate) logout_state_name: String,
+    /// The path the logout-state cookie is scoped to: the logout callback path.
+    pub(crate) logout_state_path: String,
     pub(crate) pending_max_age: Duration,
     pub(crate) session_max_age: Duration,
     pub(crate) key: Key,
@@ -46,6 +61,7 @@ impl CookieConfig {
     pub(crate) fn new(
         secure: bool,
         callback_path: &str,
+        logout_callback_path: &str,
         key: Key,
         pending_max_age: Duration,
         session_max_age: Duration,
@@ -69,11 +85,19 @@ impl CookieConfig {
         } else {
             PENDING_INDEX_COOKIE.to_string()
         };
+        // Scoped to the logout callback path, like the pending cookies: `__Secure-`.
+        let logout_state_name = if secure {
+            format!("__Secure-{LOGOUT_STATE_COOKIE}")
+        } else {
+            LOGOUT_STATE_COOKIE.to_string()
+        };
         Self {
             secure,
             session_name,
             pending_prefix,
             index_name,
+            logout_state_name,
+            logout_state_path: logout_callback_path.to_string(),
             pending_path: callback_path.to_string(),
             pending_max_age,
             session_max_age,
@@ -81,28 +105,55 @@ impl CookieConfig {
         }
     }
 
-    /// The `Set-Cookie` value that gives the browser its session id.
-    pub(crate) fn session_cookie(&self, id: &str) -> HeaderValue {
-        let cookie = Cookie::build((self.session_name.as_str(), id))
+    /// Every cookie the layer sets is made here, so that none misses a rule: `HttpOnly`,
+    /// `SameSite=Lax`, no `Domain`, and `Secure` whenever the redirect URL is https (the
+    /// name prefixes that need it are chosen in [`new`](Self::new)).
+    fn build<'c>(
+        &self,
+        name: impl Into<std::borrow::Cow<'c, str>>,
+        value: impl Into<std::borrow::Cow<'c, str>>,
+        path: &str,
+        max_age: CookieDuration,
+    ) -> Cookie<'c> {
+        Cookie::build((name, value))
             .http_only(true)
             .secure(self.secure)
             .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(to_cookie_duration(self.session_max_age))
-            .build();
-        to_header(&cookie)
+            .path(path.to_string())
+            .max_age(max_age)
+            .build()
+    }
+
+    /// The `Set-Cookie` value that gives the browser its session id.
+    pub(crate) fn session_cookie(&self, id: &str) -> HeaderValue {
+        let max_age = to_cookie_duration(self.session_max_age);
+        to_header(&self.build(self.session_name.as_str(), id, "/", max_age))
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub(crate) fn clear_session_cookie(&self) -> HeaderValue {
-        let cookie = Cookie::build((self.session_name.as_str(), ""))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(CookieDuration::ZERO)
-            .build();
-        to_header(&cookie)
+        to_header(&self.build(self.session_name.as_str(), "", "/", CookieDuration::ZERO))
+    }
+
+    /// The `Set-Cookie` value that keeps the `state` of an RP-initiated logout for the way
+    /// back from the provider.
+    pub(crate) fn logout_state_cookie(&self, state: &str) -> HeaderValue {
+        to_header(&self.build(
+            self.logout_state_name.as_str(),
+            state,
+            &self.logout_state_path,
+            to_cookie_duration(LOGOUT_STATE_MAX_AGE),
+        ))
+    }
+
+    /// The `Set-Cookie` value that removes the logout-state cookie.
+    pub(crate) fn clear_logout_state_cookie(&self) -> HeaderValue {
+        to_header(&self.build(
+            self.logout_state_name.as_str(),
+            "",
+            &self.logout_state_path,
+            CookieDuration::ZERO,
+        ))
     }
 
     /// The name of the pending-login cookie for `state`: the prefix and 64 bits of the
@@ -120,13 +171,8 @@ impl CookieConfig {
     /// authenticated, bound to its name) with the cookie key.
     pub(crate) fn pending_cookie(&self, state: &str, value: String) -> HeaderValue {
         let name = self.pending_name(state);
-        let cookie = Cookie::build((name.clone(), value))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path(self.pending_path.clone())
-            .max_age(to_cookie_duration(self.pending_max_age))
-            .build();
+        let max_age = to_cookie_duration(self.pending_max_age);
+        let cookie = self.build(name.clone(), value, &self.pending_path, max_age);
         let mut jar = CookieJar::new();
         jar.private_mut(&self.key).add(cookie);
         match jar.get(&name) {
@@ -139,6 +185,8 @@ impl CookieConfig {
     /// Opens a sealed pending-login cookie value; `None` when it was tampered with, made
     /// with another key, or moved to another name.
     pub(crate) fn open_pending(&self, name: &str, sealed: &str) -> Option<String> {
+        #[cfg(test)]
+        tests::count_open();
         let jar = CookieJar::new();
         jar.private(&self.key)
             .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
@@ -147,14 +195,7 @@ impl CookieConfig {
 
     /// The `Set-Cookie` value that removes the pending cookie `name`.
     pub(crate) fn clear_pending_cookie(&self, name: &str) -> HeaderValue {
-        let cookie = Cookie::build((name, ""))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path(self.pending_path.clone())
-            .max_age(CookieDuration::ZERO)
-            .build();
-        to_header(&cookie)
+        to_header(&self.build(name, "", &self.pending_path, CookieDuration::ZERO))
     }
 }
 
@@ -165,24 +206,31 @@ impl CookieConfig {
 pub(crate) struct PendingIndex(pub(crate) Vec<(String, u64)>);
 
 impl PendingIndex {
-    /// Reads the index from the request; malformed entries are skipped, and at most a few
-    /// are read whatever the browser sends.
+    /// Reads the index from the request; malformed and repeated entries are skipped, and
+    /// at most a few are read whatever the browser sends.
     pub(crate) fn read(headers: &HeaderMap, config: &CookieConfig) -> Self {
         let Some(value) = find(headers, &config.index_name).next() else {
             return Self::default();
         };
-        let entries = value
+        let mut entries: Vec<(String, u64)> = Vec::new();
+        for entry in value
             .split('|')
             .take(2 * crate::callback::MAX_PENDING_LOGINS)
-            .filter_map(|entry| {
-                let (hash, at) = entry.split_once('.')?;
-                let ok = hash.len() == 11
-                    && hash
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                Some((hash.to_string(), at.parse().ok()?)).filter(|_| ok)
-            })
-            .collect();
+        {
+            let Some((hash, at)) = entry.split_once('.') else {
+                continue;
+            };
+            let ok = hash.len() == 11
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let Ok(at) = at.parse() else {
+                continue;
+            };
+            if ok && !entries.iter().any(|(h, _)| h == hash) {
+                entries.push((hash.to_string(), at));
+            }
+        }
         Self(entries)
     }
 
@@ -199,14 +247,7 @@ impl PendingIndex {
         } else {
             to_cookie_duration(config.pending_max_age)
         };
-        let cookie = Cookie::build((config.index_name.as_str(), value.join("|")))
-            .http_only(true)
-            .secure(config.secure)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(max_age)
-            .build();
-        to_header(&cookie)
+        to_header(&config.build(config.index_name.as_str(), value.join("|"), "/", max_age))
     }
 }
 
@@ -220,47 +261,122 @@ fn to_header(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Every `name=value` pair of the request's `Cookie` headers, in order, the name trimmed
+/// and the value as sent: one walk over the header bytes, nothing allocated.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            Some((n.trim(), v))
+        })
+}
+
+/// A cookie value without the blanks and quotes around it.
+fn clean(value: &str) -> &str {
+    value.trim().trim_matches('"')
+}
+
 /// Every value of the cookie `name` in the request's `Cookie` headers.
 ///
 /// Hand-written because the authenticated path needs one value, not a parsed jar: it walks
 /// the header bytes once and allocates nothing.
 pub(crate) fn find<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (n, v) = pair.split_once('=')?;
-            (n.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+    pairs(headers).filter_map(move |(n, v)| (n == name).then(|| clean(v)))
 }
 
-/// The names of the cookies in the request that start with `prefix`.
-pub(crate) fn names_with_prefix<'a>(
+/// The session cookie values a request is acted on for: the first
+/// [`MAX_SESSION_COOKIES`], however many it carries.
+pub(crate) fn session_values<'a>(
     headers: &'a HeaderMap,
-    prefix: &'a str,
+    config: &'a CookieConfig,
 ) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (n, _) = pair.split_once('=')?;
-            let n = n.trim();
-            n.starts_with(prefix).then_some(n)
-        })
+    find(headers, &config.session_name).take(MAX_SESSION_COOKIES)
+}
+
+/// The cookies the callback acts on, picked out of the request in one pass over its
+/// `Cookie` headers (after the index cookie is found); every other cookie is skipped
+/// without a second look, so the work is linear in the header and the result is bounded
+/// whatever the request carries.
+///
+/// Pending cookies are known by name only when the callback's state or the index names
+/// them. Any other cookie that starts with the pending prefix is ignored: one the layer
+/// set but the index lost (two tabs starting logins at the same instant) expires by its
+/// `Max-Age`; a made-up one is the sender's own, harmless (it opens nothing) and sent
+/// nowhere but the callback path.
+pub(crate) struct CallbackCookies<'a> {
+    /// The value of each pending cookie asked for (the callback's states), in the order
+    /// asked, when the request carries it.
+    pub(crate) answered: Vec<Option<&'a str>>,
+    /// The index of pending logins, as read.
+    pub(crate) index: PendingIndex,
+    /// The value of the pending cookie of each index entry, in the index's order, when the
+    /// request carries it; `None` for the entries that are asked for in `answered`.
+    pub(crate) indexed: Vec<Option<&'a str>>,
+    /// The first [`MAX_SESSION_COOKIES`] session cookie values.
+    pub(crate) sessions: Vec<&'a str>,
+}
+
+impl<'a> CallbackCookies<'a> {
+    /// Picks the cookies the callback needs: the pending cookies named `answered` (a few
+    /// at most), those the index names, the index, and the first session cookies. The
+    /// first value of each name is kept, as a browser sends the most specific one first.
+    pub(crate) fn read(headers: &'a HeaderMap, config: &CookieConfig, answered: &[String]) -> Self {
+        let index = PendingIndex::read(headers, config);
+        let mut out = Self {
+            answered: vec![None; answered.len()],
+            indexed: vec![None; index.0.len()],
+            index,
+            sessions: Vec::new(),
+        };
+        for (name, value) in pairs(headers) {
+            if name == config.session_name {
+                if out.sessions.len() < MAX_SESSION_COOKIES {
+                    out.sessions.push(clean(value));
+                }
+            } else if let Some(hash) = name.strip_prefix(config.pending_prefix.as_str()) {
+                // Bounded work per cookie: a few names of the callback's states, and the
+                // index's few entries.
+                if let Some(i) = answered.iter().position(|n| n == name) {
+                    out.answered[i].get_or_insert(clean(value));
+                } else if let Some(i) = out.index.0.iter().position(|(h, _)| h == hash) {
+                    out.indexed[i].get_or_insert(clean(value));
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        static OPENS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts an attempt to open a sealed pending cookie, for the tests that bound the
+    /// work of a request.
+    pub(super) fn count_open() {
+        OPENS.with(|n| n.set(n.get() + 1));
+    }
+
+    /// How many sealed pending cookies this thread has tried to open.
+    pub(crate) fn opens() -> usize {
+        OPENS.with(Cell::get)
+    }
 
     fn config(secure: bool) -> CookieConfig {
         CookieConfig::new(
             secure,
             "/auth/callback",
+            "/auth/logout-callback",
             Key::generate(),
             Duration::from_secs(600),
             Duration::from_secs(3600),
@@ -341,9 +457,86 @@ mod tests {
         assert_eq!(find(&h, "oauth2_session").collect::<Vec<_>>(), vec!["xyz"]);
         assert_eq!(find(&h, "b").collect::<Vec<_>>(), vec!["2"]);
         assert_eq!(find(&h, "c").count(), 0);
-        assert_eq!(
-            names_with_prefix(&h, "oauth2_session").collect::<Vec<_>>(),
-            vec!["oauth2_session", "oauth2_session_x"]
+        assert_eq!(find(&h, "oauth2_session_x").collect::<Vec<_>>(), vec!["no"]);
+    }
+
+    #[test]
+    fn session_values_are_the_first_two() {
+        let cfg = config(false);
+        let mut h = HeaderMap::new();
+        let many: String = (0..1000).map(|i| format!("oauth2_session={i}; ")).collect();
+        h.insert(header::COOKIE, HeaderValue::from_str(&many).unwrap());
+        assert_eq!(session_values(&h, &cfg).collect::<Vec<_>>(), vec!["0", "1"]);
+    }
+
+    #[test]
+    fn index_entries_are_capped_and_deduplicated() {
+        let cfg = config(false);
+        let mut h = HeaderMap::new();
+        let value = format!(
+            "oauth2_logins=AAAAAAAAAAA.1|AAAAAAAAAAA.2|bad.3|BBBBBBBBBBB.x|{}",
+            "CCCCCCCCCCC.4|".repeat(1000)
         );
+        h.insert(header::COOKIE, HeaderValue::from_str(&value).unwrap());
+        let index = PendingIndex::read(&h, &cfg);
+        assert_eq!(
+            index.0,
+            vec![
+                ("AAAAAAAAAAA".to_string(), 1),
+                ("CCCCCCCCCCC".to_string(), 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn callback_cookies_pick_what_the_callback_needs_and_nothing_else() {
+        let cfg = config(false);
+        let mine = cfg.pending_name("s");
+        let mut h = HeaderMap::new();
+        let bogus: String = (0..5000)
+            .map(|i| format!("oauth2_pending_{i:011}=x; oauth2_session=s{i}; "))
+            .collect();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!(
+                "{bogus}oauth2_pending_AAAAAAAAAAA=a1; {mine}=m1; {mine}=m2"
+            ))
+            .unwrap(),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static(
+                "oauth2_logins=AAAAAAAAAAA.1|BBBBBBBBBBB.2; oauth2_pending_AAAAAAAAAAA=a2",
+            ),
+        );
+        let picked = CallbackCookies::read(&h, &cfg, &[mine.clone(), cfg.pending_name("t")]);
+        assert_eq!(picked.answered, vec![Some("m1"), None]);
+        assert_eq!(picked.index.0.len(), 2);
+        assert_eq!(picked.indexed, vec![Some("a1"), None]);
+        assert_eq!(picked.sessions, vec!["s0", "s1"]);
+    }
+
+    #[test]
+    fn https_logout_state_cookie_is_secure_and_prefixed() {
+        for (secure, name) in [
+            (true, "__Secure-oauth2_logout_state"),
+            (false, "oauth2_logout_state"),
+        ] {
+            let cfg = config(secure);
+            assert_eq!(cfg.logout_state_name, name);
+            let set = cfg.logout_state_cookie("st");
+            let s = set.to_str().unwrap();
+            assert!(s.starts_with(&format!("{name}=st;")), "{s}");
+            assert!(s.contains("Path=/auth/logout-callback") && s.contains("Max-Age=600"));
+            assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+            assert_eq!(s.contains("; Secure"), secure, "{s}");
+            let clear = cfg.clear_logout_state_cookie();
+            let c = clear.to_str().unwrap();
+            assert!(
+                c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0"),
+                "{c}"
+            );
+            assert_eq!(c.contains("; Secure"), secure, "{c}");
+        }
     }
 }

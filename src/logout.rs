@@ -11,16 +11,11 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use oauth2::AuthType;
 use subtle::ConstantTimeEq;
-use tower_cookies::cookie::time::Duration as CookieDuration;
-use tower_cookies::cookie::{Cookie, SameSite};
 
 use crate::config::Inner;
 use crate::error::FlowError;
 use crate::session::{Session, SessionId, SessionMatch};
 use crate::{cookie, page};
-
-/// The cookie that carries the `state` of an RP-initiated logout to the logout callback.
-const LOGOUT_STATE_COOKIE: &str = "oauth2_logout_state";
 
 /// The largest back-channel logout request body read.
 const MAX_LOGOUT_BODY: usize = 64 * 1024;
@@ -36,7 +31,9 @@ pub(crate) async fn handle(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<
     }
     let mut failed = false;
     let mut ended: Option<Arc<Session>> = None;
-    for value in cookie::find(headers, &inner.cookies.session_name) {
+    // The first session cookies only: however many the request carries, the store does a
+    // bounded amount of work for it.
+    for value in cookie::session_values(headers, &inner.cookies) {
         let Some(id) = SessionId::parse(value) else {
             continue;
         };
@@ -101,16 +98,10 @@ fn rp_initiated_logout(
         q.append_pair("state", state.secret());
     }
     let mut res = page::see_other(url.as_str());
-    let cookie = Cookie::build((LOGOUT_STATE_COOKIE, state.secret().as_str()))
-        .http_only(true)
-        .secure(inner.cookies.secure)
-        .same_site(SameSite::Lax)
-        .path(inner.logout_callback_path.as_str())
-        .max_age(CookieDuration::minutes(10))
-        .build();
-    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        inner.cookies.logout_state_cookie(state.secret()),
+    );
     res
 }
 
@@ -120,7 +111,7 @@ pub(crate) fn finish(inner: &Inner, headers: &HeaderMap, query: &str) -> Respons
     let state = url::form_urlencoded::parse(query.as_bytes())
         .find(|(n, _)| n == "state")
         .map(|(_, v)| v.into_owned());
-    let expected = cookie::find(headers, LOGOUT_STATE_COOKIE).next();
+    let expected = cookie::find(headers, &inner.cookies.logout_state_name).next();
     let ok = match (&state, expected) {
         (Some(state), Some(expected)) => state.as_bytes().ct_eq(expected.as_bytes()).into(),
         (Some(_), None) => false,
@@ -139,16 +130,10 @@ pub(crate) fn finish(inner: &Inner, headers: &HeaderMap, query: &str) -> Respons
             Some(&inner.post_logout_redirect),
         )
     };
-    let clear = Cookie::build((LOGOUT_STATE_COOKIE, ""))
-        .http_only(true)
-        .secure(inner.cookies.secure)
-        .same_site(SameSite::Lax)
-        .path(inner.logout_callback_path.as_str())
-        .max_age(CookieDuration::ZERO)
-        .build();
-    if let Ok(v) = HeaderValue::from_str(&clear.to_string()) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        inner.cookies.clear_logout_state_cookie(),
+    );
     res.headers_mut()
         .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     res

@@ -207,6 +207,86 @@ async fn https_cookies_are_secure_and_prefixed() {
     );
 }
 
+/// Issue 11 defect 13: the logout-state cookie gets the https treatment of every cookie of
+/// the layer (`Secure`, the `__Secure-` prefix: its Path is the logout callback's), and the
+/// logout callback reads it under that name only.
+#[tokio::test]
+async fn https_logout_state_cookie_is_secure_and_prefixed() {
+    let redirect = "https://app.test/auth/callback";
+    let provider = DevProvider::builder()
+        .with_client(DevClient::confidential("c", "s", redirect))
+        .start()
+        .await
+        .unwrap();
+    let layer = LoginLayer::builder()
+        .with_client_id("c")
+        .with_client_secret("s")
+        .with_authorization_endpoint(provider.authorization_endpoint())
+        .with_token_endpoint(provider.token_endpoint())
+        .with_issuer(provider.issuer())
+        .with_jwks_uri(provider.jwks_uri())
+        .with_end_session_endpoint(provider.end_session_endpoint())
+        .with_redirect_url(redirect)
+        .build()
+        .unwrap();
+    let service = layer.layer_service();
+    let res = service
+        .clone()
+        .oneshot(
+            Request::post("/auth/logout")
+                .header("sec-fetch-site", "same-origin")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let state = res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap()
+        .to_string();
+    let set = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.contains("logout_state"))
+        .expect("a logout-state cookie");
+    assert!(
+        set.starts_with(&format!("__Secure-oauth2_logout_state={state};")),
+        "{set}"
+    );
+    for flag in [
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/auth/logout-callback",
+    ] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+
+    let back = format!("/auth/logout-callback?state={state}");
+    // The plain name is not the layer's cookie over https.
+    let plain = format!("oauth2_logout_state={state}");
+    let res = call(&service, &back, Some(&plain)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let prefixed = format!("__Secure-oauth2_logout_state={state}");
+    let res = call(&service, &back, Some(&prefixed)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let clear = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.contains("logout_state"))
+        .expect("the logout-state cookie cleared");
+    assert!(
+        clear.starts_with("__Secure-oauth2_logout_state=;"),
+        "{clear}"
+    );
+    assert!(
+        clear.contains("Secure") && clear.contains("Max-Age=0"),
+        "{clear}"
+    );
+}
+
 type TestService =
     tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 

@@ -977,3 +977,76 @@ async fn a_spent_callback_sends_a_signed_in_browser_home_and_redeems_nothing() {
     let stranger = Browser::new().get(&callback).await;
     assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
 }
+
+/// DESIGN §5 item 7, issue 11 defect 7: anyone can link to the callback with an `error`
+/// and a description of their own; the app's origin shows that text only for a login this
+/// browser started (the state names its pending login), a generic page otherwise.
+#[tokio::test]
+async fn provider_error_text_is_shown_only_for_a_login_this_browser_started() {
+    let app = app::start().await;
+    let lure = "error=Account_locked_call_5550100&error_description=\
+                Your+account+is+locked.+Call+555-0100";
+    let browser = Browser::new();
+    let auth = app.start_login(&browser, "/protected").await;
+    let state = param(&auth, "state").unwrap();
+    let strangers = [
+        format!("/auth/callback?{lure}"),
+        format!("/auth/callback?{lure}&state=made-up"),
+        // Another browser's state: its pending cookie is not here.
+        format!("/auth/callback?{lure}&state={state}"),
+    ];
+    for path in &strangers {
+        for res in [
+            Browser::new().get(&app.url(path)).await,
+            Browser::new().get_json(&app.url(path)).await,
+        ] {
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}");
+            for attacker_text in ["locked", "555", "Account_locked"] {
+                assert!(!res.body.contains(attacker_text), "{path}: {}", res.body);
+            }
+        }
+    }
+    // This browser's own login: the provider's answer, escaped, as before.
+    let res = browser
+        .get(&app.url(&format!("/auth/callback?{lure}&state={state}")))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body.contains("Your account is locked. Call 555-0100"),
+        "{}",
+        res.body
+    );
+    assert_eq!(app.provider.token_requests(), 0);
+}
+
+/// DESIGN §5 item 3, issue 11 defect 9: a callback with a repeated or oversized parameter
+/// is refused, and the pending cookie its state names is cleared all the same.
+#[tokio::test]
+async fn a_malformed_callback_clears_the_pending_cookie_of_its_state() {
+    let app = app::start().await;
+    let long = "a".repeat(5000);
+    for extra in [
+        "&state={state}".to_string(),
+        "&code=second".to_string(),
+        format!("&error_description={long}"),
+    ] {
+        let browser = Browser::new();
+        let auth = app.start_login(&browser, "/protected").await;
+        let callback = app.authorize(&browser, &auth).await;
+        let state = param(&callback, "state").unwrap();
+        assert!(browser.cookies_for(&callback).contains("oauth2_pending_"));
+        let res = browser
+            .get(&format!("{callback}{}", extra.replace("{state}", &state)))
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{extra}");
+        assert!(
+            !browser.cookies_for(&callback).contains("oauth2_pending_"),
+            "{extra}: {:?}",
+            res.set_cookies()
+        );
+        // Single use: the well-formed callback redeems nothing now.
+        let again = browser.get(&callback).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(app.provider.token_requests(), 0);
+}

@@ -278,6 +278,7 @@ proptest! {
         let other = CookieConfig::new(
             true,
             "/auth/callback",
+            "/auth/logout-callback",
             tower_cookies::Key::from(&[43u8; 64]),
             Duration::from_secs(600),
             Duration::from_secs(3600),
