@@ -283,7 +283,7 @@ where
         Route::App => {}
     }
 
-    match lookup(inner, req.headers()).await {
+    match lookup(&shared, req.headers()).await {
         Lookup::Found(session) => {
             req.extensions_mut().insert(AuthUser::new(session));
             service.call(req).await
@@ -397,7 +397,7 @@ fn lookup_now(inner: &Inner, headers: &HeaderMap) -> Option<Arc<Session>> {
 
 /// The session of a request, whatever it takes: one cookie scan, one hash, one store read,
 /// and when due a write of the idle deadline or a token refresh.
-async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
+async fn lookup(inner: &Arc<Inner>, headers: &HeaderMap) -> Lookup {
     let Some(value) = cookie::find(headers, &inner.cookies.session_name).next() else {
         return Lookup::None { stale: false };
     };
@@ -419,7 +419,7 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
             if !refresh::needs_refresh(&session, inner.refresh_skew, now) {
                 return Lookup::Found(session);
             }
-            match Box::pin(refresh::refresh(inner, &key, session)).await {
+            match Box::pin(refresh::refresh(inner, key, session)).await {
                 Refreshed::Session(session) => Lookup::Found(session),
                 Refreshed::Ended => Lookup::None { stale: true },
                 Refreshed::Unavailable => Lookup::ProviderDown,

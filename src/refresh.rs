@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
@@ -26,11 +28,14 @@ pub(crate) enum Refreshed {
     Unavailable,
 }
 
-/// Refreshes in flight, by session: the first request of a session runs the refresh, the
-/// others wait for its outcome.
+/// Refreshes in flight, by session: the first request of a session starts the refresh in
+/// a task of its own, and every request of the session that needs it (the first included)
+/// waits for that task's outcome.
 #[derive(Default)]
 pub(crate) struct Flights {
-    running: DashMap<SessionKey, Arc<tokio::sync::OnceCell<Refreshed>>>,
+    /// The outcome of each running refresh, `None` until it lands. Its sender is held by
+    /// the refresh ([`Flight`]), which removes the entry when it ends, however it ends.
+    running: DashMap<SessionKey, watch::Receiver<Option<Refreshed>>>,
     /// Refreshed sessions the store could not save. The provider may have rotated the
     /// refresh token away, so these hold the only live tokens: later requests use them and
     /// try the save again, rather than refresh with the stored, spent refresh token.
@@ -41,6 +46,38 @@ impl Flights {
     /// Forgets what is kept of the session `key` (it has ended).
     pub(crate) fn forget(&self, key: &SessionKey) {
         self.unsaved.remove(key);
+    }
+
+    /// How many refreshes are running, for the tests.
+    #[cfg(test)]
+    fn running(&self) -> usize {
+        self.running.len()
+    }
+}
+
+/// One running refresh. Dropped when the refresh ends, whether it landed, panicked, or the
+/// runtime dropped its task: the entry in [`Flights`] goes with it, and waiters that saw no
+/// outcome learn that none is coming (the sender is gone) instead of waiting forever.
+struct Flight {
+    inner: Arc<Inner>,
+    key: SessionKey,
+    outcome: watch::Sender<Option<Refreshed>>,
+}
+
+impl Flight {
+    async fn fly(self, seen: Arc<Session>) {
+        let outcome = run(&self.inner, &self.key, seen).await;
+        self.outcome.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // Only this flight's entry: a later flight of the session may have its own.
+        self.inner
+            .refresh_flights
+            .running
+            .remove_if(&self.key, |_, r| r.same_channel(&self.outcome.subscribe()));
     }
 }
 
@@ -70,25 +107,46 @@ pub(crate) fn needs_refresh(session: &Session, skew: Duration, now: u64) -> bool
 
 /// Refreshes the session under `key`, sharing one refresh between all requests of the
 /// session that need it at the same time.
-pub(crate) async fn refresh(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
-    let cell = Arc::clone(
-        inner
-            .refresh_flights
-            .running
-            .entry(*key)
-            .or_default()
-            .value(),
-    );
-    let outcome = cell
-        .get_or_init(|| async {
-            let outcome = run(inner, key, seen).await;
-            // Later requests load the saved session; the flight is done.
-            inner.refresh_flights.running.remove(key);
-            outcome
-        })
+///
+/// The refresh runs in a task of its own: the provider may rotate the refresh token as
+/// soon as it gets the request, so a refresh cut short by a request that goes away (the
+/// browser closed the connection) would lose the only live refresh token, and the next
+/// refresh would send the spent one: `invalid_grant`, the session ends, and a provider
+/// with reuse detection revokes the whole grant (RFC 9700 4.14.2). Whatever happens to the
+/// request that started it, the task stores the new tokens, and every waiter gets them.
+pub(crate) async fn refresh(inner: &Arc<Inner>, key: SessionKey, seen: Arc<Session>) -> Refreshed {
+    let (mut outcome, flight) = match inner.refresh_flights.running.entry(key) {
+        Entry::Occupied(running) => (running.get().clone(), None),
+        Entry::Vacant(vacant) => {
+            let (sender, receiver) = watch::channel(None);
+            vacant.insert(receiver.clone());
+            let flight = Flight {
+                inner: Arc::clone(inner),
+                key,
+                outcome: sender,
+            };
+            (receiver, Some(flight))
+        }
+    };
+    if let Some(flight) = flight {
+        let fly = flight.fly(Arc::clone(&seen));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(fly)),
+            // Polled outside a tokio runtime (another executor), there is no task to hand
+            // the refresh to: it runs in this request, single flight still, and a waiter
+            // whose leader goes away serves what it has (below).
+            Err(_) => fly.await,
+        }
+    }
+    let landed = outcome
+        .wait_for(Option::is_some)
         .await
-        .clone();
-    outcome
+        .ok()
+        .and_then(|outcome| outcome.clone());
+    landed.unwrap_or_else(|| {
+        tracing::error!("the refresh ended without an outcome; the session is kept");
+        fallback(seen)
+    })
 }
 
 async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
@@ -322,6 +380,111 @@ async fn end(inner: &Inner, key: &SessionKey) -> Refreshed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::StoreError;
+    use crate::session::{MemoryStore, SessionMatch, SessionStore};
+    use crate::LoginLayer;
+    use futures_util::FutureExt;
+
+    /// A memory store whose refresh lock panics, as a bug in a custom store would.
+    struct PanicsOnLock(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl SessionStore for PanicsOnLock {
+        async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+            self.0.load(key).await
+        }
+        async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+            self.0.save(key, session).await
+        }
+        async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
+            self.0.delete_matching(target).await
+        }
+        async fn lock_refresh(
+            &self,
+            _key: &SessionKey,
+            _ttl: Duration,
+        ) -> Result<Option<RefreshLock>, StoreError> {
+            panic!("the store's refresh lock panicked");
+        }
+    }
+
+    fn layer(store: impl SessionStore) -> LoginLayer {
+        // Endpoints on a closed port: no test here reaches the provider.
+        LoginLayer::builder()
+            .with_client_id("c")
+            .with_authorization_endpoint("http://127.0.0.1:9/authorize")
+            .with_token_endpoint("http://127.0.0.1:9/token")
+            .with_userinfo_endpoint("http://127.0.0.1:9/userinfo")
+            .with_redirect_url("http://127.0.0.1:8080/auth/callback")
+            .with_cookie_key([3u8; 64])
+            .with_store(store)
+            .build()
+            .unwrap()
+    }
+
+    /// A session whose access token expired a minute ago, with a refresh token.
+    fn due() -> Arc<Session> {
+        let now = now_secs();
+        let mut s = Session::for_tests("s", now + 3600, now + 3600);
+        s.access_obtained_at = now - 120;
+        s.access_expires_at = Some(now - 60);
+        s.refresh_token = Some("r".into());
+        Arc::new(s)
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_panics_leaves_no_waiter_hanging_and_no_flight_behind() {
+        let store = MemoryStore::new();
+        let key = SessionKey::from_bytes([1; 32]);
+        store.save(&key, due()).await.unwrap();
+        let layer = layer(PanicsOnLock(store));
+        let inner = layer.shared();
+        // Two requests of the session at once, then a later one: each gets an answer
+        // (the token has expired: "unavailable", the session kept), none waits forever.
+        let both = futures_util::future::join(
+            refresh(inner, key, due()),
+            refresh(inner, key, due()),
+        );
+        let (a, b) = tokio::time::timeout(Duration::from_secs(30), both)
+            .await
+            .expect("the waiters of a panicked refresh were woken");
+        assert!(matches!(a, Refreshed::Unavailable));
+        assert!(matches!(b, Refreshed::Unavailable));
+        assert_eq!(inner.refresh_flights.running(), 0, "no flight left behind");
+        let later = tokio::time::timeout(Duration::from_secs(30), refresh(inner, key, due()))
+            .await
+            .expect("a later refresh is not stuck behind the panicked one");
+        assert!(matches!(later, Refreshed::Unavailable));
+        assert_eq!(inner.refresh_flights.running(), 0);
+    }
+
+    #[test]
+    fn without_a_runtime_the_refresh_runs_in_the_request() {
+        // Another instance refreshed meanwhile: the stored session is fresh.
+        let store = MemoryStore::new();
+        let key = SessionKey::from_bytes([2; 32]);
+        let now = now_secs();
+        let mut fresh = (*due()).clone();
+        fresh.access_obtained_at = now;
+        fresh.access_expires_at = Some(now + 3600);
+        let fresh = Arc::new(fresh);
+        store
+            .save(&key, Arc::clone(&fresh))
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let layer = layer(store);
+        let inner = layer.shared();
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let outcome = refresh(inner, key, due())
+            .now_or_never()
+            .expect("done in the request, nothing to wait for");
+        assert!(matches!(outcome, Refreshed::Session(s) if Arc::ptr_eq(&s, &fresh)));
+        assert_eq!(inner.refresh_flights.running(), 0);
+    }
 
     fn session(obtained: u64, expires: Option<u64>, refresh: bool) -> Session {
         Session {

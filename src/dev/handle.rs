@@ -139,6 +139,13 @@ impl DevProvider {
         self.state().issued_refresh_tokens.clone()
     }
 
+    /// How many times a refresh token was presented again after it had been rotated away
+    /// (a client that lost the rotated token, or a thief); see
+    /// [`DevProviderBuilder::with_refresh_token_reuse_detection`].
+    pub fn refresh_token_reuses(&self) -> usize {
+        self.state().refresh_token_reuses
+    }
+
     /// Invalidates every access token issued so far (refresh tokens stay valid), so that the
     /// next userinfo call fails with `invalid_token`.
     pub fn revoke_access_tokens(&self) {

@@ -165,6 +165,7 @@ pub struct DevClient {
     auth: DevClientAuth,
     post_logout_redirect_uris: Vec<String>,
     backchannel_logout_uri: Option<String>,
+    issues_refresh_tokens: bool,
 }
 
 impl DevClient {
@@ -182,6 +183,7 @@ impl DevClient {
             auth: DevClientAuth::ClientSecretBasic,
             post_logout_redirect_uris: Vec::new(),
             backchannel_logout_uri: None,
+            issues_refresh_tokens: true,
         }
     }
 
@@ -194,6 +196,7 @@ impl DevClient {
             auth: DevClientAuth::None,
             post_logout_redirect_uris: Vec::new(),
             backchannel_logout_uri: None,
+            issues_refresh_tokens: true,
         }
     }
 
@@ -224,6 +227,14 @@ impl DevClient {
     /// [`DevProvider::backchannel_logout`] posts logout tokens to.
     pub fn with_backchannel_logout_uri(mut self, uri: impl Into<String>) -> Self {
         self.backchannel_logout_uri = Some(uri.into());
+        self
+    }
+
+    /// Issues this client no refresh token (as GitHub OAuth apps without expiring user
+    /// tokens, or a provider that grants `offline_access` only on request): its sessions
+    /// end with their access token.
+    pub fn without_refresh_tokens(mut self) -> Self {
+        self.issues_refresh_tokens = false;
         self
     }
 
@@ -262,6 +273,7 @@ impl fmt::Debug for DevClient {
             .field("auth", &self.auth)
             .field("post_logout_redirect_uris", &self.post_logout_redirect_uris)
             .field("backchannel_logout_uri", &self.backchannel_logout_uri)
+            .field("issues_refresh_tokens", &self.issues_refresh_tokens)
             .finish()
     }
 }
@@ -358,6 +370,7 @@ pub struct DevProviderBuilder {
     access_token_lifetime: Duration,
     code_lifetime: Duration,
     auto_login: Option<String>,
+    refresh_reuse_detection: bool,
 }
 
 impl Default for DevProviderBuilder {
@@ -369,6 +382,7 @@ impl Default for DevProviderBuilder {
             access_token_lifetime: Duration::from_secs(60 * 60),
             code_lifetime: Duration::from_secs(60),
             auto_login: None,
+            refresh_reuse_detection: false,
         }
     }
 }
@@ -401,6 +415,16 @@ impl DevProviderBuilder {
     /// The lifetime of authorization codes. Defaults to 60 seconds.
     pub fn with_code_lifetime(mut self, lifetime: Duration) -> Self {
         self.code_lifetime = lifetime;
+        self
+    }
+
+    /// Refresh-token reuse detection (RFC 9700 section 4.14.2): a refresh token presented
+    /// again after it was rotated away revokes every token of its grant, as a provider does
+    /// that takes the reuse for a theft. Off by default: without it a spent refresh token is
+    /// refused (`invalid_grant`) and the grant lives on.
+    /// [`DevProvider::refresh_token_reuses`] counts the reuses either way.
+    pub fn with_refresh_token_reuse_detection(mut self) -> Self {
+        self.refresh_reuse_detection = true;
         self
     }
 
@@ -459,6 +483,7 @@ impl DevProviderBuilder {
             user_shape: self.user_shape,
             access_token_lifetime: self.access_token_lifetime,
             code_lifetime: self.code_lifetime,
+            refresh_reuse_detection: self.refresh_reuse_detection,
             state: Mutex::new(ServerState {
                 auto_login: self.auto_login,
                 published_keys: vec![0],
@@ -508,6 +533,7 @@ struct Shared {
     user_shape: UserShape,
     access_token_lifetime: Duration,
     code_lifetime: Duration,
+    refresh_reuse_detection: bool,
     state: Mutex<ServerState>,
 }
 
@@ -553,6 +579,10 @@ struct ServerState {
     codes: HashMap<String, CodeGrant>,
     access_tokens: HashMap<String, AccessTokenEntry>,
     refresh_tokens: HashMap<String, RefreshTokenEntry>,
+    /// Refresh tokens rotated away, with the grant they belonged to, to detect a reuse.
+    spent_refresh_tokens: HashMap<String, String>,
+    /// How many times a rotated refresh token was presented again.
+    refresh_token_reuses: usize,
     /// Provider login sessions, in creation order.
     sessions: Vec<LoginSession>,
 

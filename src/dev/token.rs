@@ -340,6 +340,17 @@ fn refresh_token_grant(
     let mut state = shared.lock();
     state.prune(now, shared.code_lifetime);
     let Some(entry) = state.refresh_tokens.get(refresh_token) else {
+        if let Some(grant_id) = state.spent_refresh_tokens.get(refresh_token).cloned() {
+            state.refresh_token_reuses += 1;
+            if shared.refresh_reuse_detection {
+                state.revoke_grant(&grant_id);
+                tracing::debug!(client_id = %client.id, "dev provider: rotated refresh token reused; grant revoked");
+                return bad_request(
+                    "invalid_grant",
+                    "The refresh token was already rotated; the tokens of its grant are revoked.",
+                );
+            }
+        }
         return bad_request(
             "invalid_grant",
             "Unknown, revoked or already rotated refresh token.",
@@ -372,6 +383,9 @@ fn refresh_token_grant(
     let Some(entry) = state.refresh_tokens.remove(refresh_token) else {
         return bad_request("invalid_grant", "Unknown refresh token.");
     };
+    state
+        .spent_refresh_tokens
+        .insert(refresh_token.to_owned(), entry.grant_id.clone());
     tracing::debug!(client_id = %client.id, username = %entry.login.username, "dev provider: refresh token rotated");
     let id_token = if oidc::wants_id_token(shared, entry.scope.as_deref()) {
         oidc::plan_refresh_id_token(shared, &state, client, &entry.login)
@@ -384,8 +398,8 @@ fn refresh_token_grant(
     Ok(Issued { body, id_token })
 }
 
-/// Issues an access token (with `access_scope`) and a refresh token for `grant`, and
-/// returns the token response body.
+/// Issues an access token (with `access_scope`) and, unless its client takes none, a
+/// refresh token for `grant`, and returns the token response body.
 fn issue_tokens(
     shared: &Shared,
     state: &mut ServerState,
@@ -395,7 +409,11 @@ fn issue_tokens(
     shape: &TokenShape,
 ) -> Map<String, Value> {
     let access_token = random_token();
-    let refresh_token = random_token();
+    let refresh_token = shared
+        .clients
+        .get(&grant.client_id)
+        .is_none_or(|c| c.issues_refresh_tokens)
+        .then(random_token);
     state.access_tokens.insert(
         access_token.clone(),
         AccessTokenEntry {
@@ -406,9 +424,11 @@ fn issue_tokens(
             lifetime: shared.access_token_lifetime,
         },
     );
-    state.refresh_tokens.insert(refresh_token.clone(), grant);
     state.issued_access_tokens.push(access_token.clone());
-    state.issued_refresh_tokens.push(refresh_token.clone());
+    if let Some(refresh_token) = &refresh_token {
+        state.refresh_tokens.insert(refresh_token.clone(), grant);
+        state.issued_refresh_tokens.push(refresh_token.clone());
+    }
 
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access_token));
@@ -419,7 +439,9 @@ fn issue_tokens(
             Value::from(ceil_secs(shared.access_token_lifetime)),
         );
     }
-    body.insert("refresh_token".into(), Value::String(refresh_token));
+    if let Some(refresh_token) = refresh_token {
+        body.insert("refresh_token".into(), Value::String(refresh_token));
+    }
     if let Some(scope) = access_scope {
         body.insert("scope".into(), Value::String(scope));
     }

@@ -110,6 +110,8 @@ pub fn routes() -> Router {
 
 pub struct Options {
     pub client: Client,
+    /// Changes the client's registration at the provider (after `client`).
+    pub dev_client: Box<dyn FnOnce(DevClient) -> DevClient + Send>,
     pub provider: Box<dyn FnOnce(DevProviderBuilder) -> DevProviderBuilder + Send>,
     pub layer: Box<dyn FnOnce(LoginLayerBuilder) -> LoginLayerBuilder + Send>,
     pub routes: Option<Router>,
@@ -123,6 +125,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             client: Client::Basic,
+            dev_client: Box::new(|c| c),
             provider: Box::new(|b| b),
             layer: Box::new(|b| b),
             routes: None,
@@ -150,6 +153,7 @@ pub async fn start_with(options: Options) -> TestApp {
     }
     .with_post_logout_redirect_uri(format!("{base}/auth/logout-callback"))
     .with_backchannel_logout_uri(format!("{base}/auth/backchannel-logout"));
+    let dev_client = (options.dev_client)(dev_client);
     let provider = (options.provider)(
         DevProvider::builder()
             .with_client(dev_client)
