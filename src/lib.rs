@@ -108,6 +108,7 @@ pub use error::{ConfigError, StoreError};
 pub use extract::{AccessToken, AuthUser, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};
+pub use session::OnceKey;
 pub use session::{MemoryStore, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreBuilder};

@@ -14,11 +14,16 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Inner;
 use crate::error::FlowError;
-use crate::session::{Session, SessionId, SessionMatch};
+use crate::oidc::LogoutRefusal;
+use crate::session::{OnceKey, Session, SessionId, SessionMatch};
 use crate::{cookie, page};
 
 /// The largest back-channel logout request body read.
 const MAX_LOGOUT_BODY: usize = 64 * 1024;
+
+/// How much longer than its own window a logout token's `jti` is remembered: instances
+/// that share a store, with clocks up to this far apart, still refuse the replay.
+const JTI_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Answers `POST <logout path>`.
 #[tracing::instrument(name = "oauth2_login.logout", skip_all)]
@@ -246,30 +251,70 @@ where
     let Some(token) = token else {
         return bad_logout_request("logout_token is missing");
     };
-    let (subject, sid) = match oidc.verify_logout_token(&inner.backchannel, &token).await {
+    let token = match oidc.verify_logout_token(&inner.backchannel, &token).await {
         Ok(found) => found,
-        Err(why) => {
+        Err(LogoutRefusal::Invalid(why)) => {
             tracing::warn!(reason = why, "back-channel logout token refused");
             return bad_logout_request(why);
         }
-    };
-    let target = SessionMatch {
-        subject: subject.as_deref(),
-        sid: sid.as_deref(),
-    };
-    match inner.store.delete_matching(&target).await {
-        Ok(n) => {
-            tracing::info!(sessions = n, "back-channel logout");
-            let mut res = Response::new(Bytes::new());
-            page::no_store(&mut res);
-            res
+        Err(LogoutRefusal::KeysUnavailable) => {
+            tracing::warn!(
+                "back-channel logout token not checked: the provider's keys are unavailable"
+            );
+            return page::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": crate::oidc::KEYS_UNAVAILABLE,
+                }),
+            );
         }
+    };
+
+    // A token acts once (DESIGN §5 item 19): a replay inside its window would end the
+    // sessions the user made since. Its `jti` is recorded only once its sessions are
+    // deleted, so that a refusal as "already used" always means the logout took effect:
+    // a failed delete records nothing, and the provider's retry goes through. Two copies
+    // that race past the check both delete the same sessions, at the same moment.
+    let once = OnceKey::logout_token(oidc.issuer.as_str(), &token.jti);
+    match inner.store.is_remembered(&once).await {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::warn!("back-channel logout token refused: already used");
+            return bad_logout_request("the logout token was already used");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not check the logout token's jti");
+            return FlowError::Store.response(true, None);
+        }
+    }
+    let target = SessionMatch {
+        subject: token.subject.as_deref(),
+        sid: token.sid.as_deref(),
+    };
+    let deleted = match inner.store.delete_matching(&target).await {
+        Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "could not delete sessions at back-channel logout");
             // 5xx lets the provider try again later.
-            FlowError::Store.response(true, None)
+            return FlowError::Store.response(true, None);
         }
+    };
+    let now = chrono::Utc::now().timestamp();
+    if let Err(e) = inner
+        .store
+        .remember_once(&once, token.replay_window(now, JTI_CLOCK_MARGIN))
+        .await
+    {
+        // The sessions are gone, but a replay would not be refused: a 5xx has the
+        // provider send it again, and that delivery records it.
+        tracing::error!(error = %e, sessions = deleted, "could not record the logout token's jti");
+        return FlowError::Store.response(true, None);
     }
+    tracing::info!(sessions = deleted, "back-channel logout");
+    let mut res = Response::new(Bytes::new());
+    page::no_store(&mut res);
+    res
 }
 
 fn bad_logout_request(why: &str) -> Response<Bytes> {

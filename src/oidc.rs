@@ -76,8 +76,11 @@ type IdToken = openidconnect::IdToken<
 >;
 type IdTokenClaims = openidconnect::IdTokenClaims<SidClaim, CoreGenderClaim>;
 
-/// The least time between two re-fetches of the JWKS forced by unknown keys. The first
-/// fetch does not count, so a key rotated just after start-up is still picked up.
+/// The least time between the end of one JWKS fetch forced by an unknown key and the start
+/// of the next, whether it worked or failed. Anyone can force one (a back-channel logout
+/// token under a made-up `kid` is enough), so this bounds what strangers make the layer
+/// send to the provider. Keys fetched at build time (discovery) do not count: a key rotated
+/// just after start-up is still picked up at once.
 const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How old an ID token may be when it arrives: it comes straight from the token endpoint.
@@ -99,8 +102,116 @@ enum Refetch {
     New,
     /// No fetch (too soon after the last one, which worked): the keys are what they are.
     Unchanged,
-    /// The JWKS could not be fetched, now or at the last try, too recent to try again.
+    /// The JWKS could not be fetched, now or at the last try, too recent to try again; or
+    /// another caller's fetch is running and its result is not there yet.
     Unavailable,
+}
+
+/// Whether a forced JWKS fetch may start: the rate limit, kept apart from the network so
+/// that it is decided under a lock held for no await.
+#[derive(Debug, Default)]
+struct FetchGate {
+    /// When the last forced fetch ended, and whether it failed.
+    last: Option<(Instant, bool)>,
+    /// A fetch is running: nobody waits for it, and nobody starts another.
+    running: bool,
+}
+
+/// What [`FetchGate::begin`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Fetch now (the gate is marked running until [`FetchGate::end`]).
+    Fetch,
+    /// No fetch: answer this.
+    Skip(Refetch),
+}
+
+impl FetchGate {
+    fn begin(&mut self, now: Instant) -> Gate {
+        if self.running {
+            return Gate::Skip(Refetch::Unavailable);
+        }
+        if let Some((at, failed)) = self.last {
+            if now.saturating_duration_since(at) < MIN_REFETCH_INTERVAL {
+                return Gate::Skip(if failed {
+                    Refetch::Unavailable
+                } else {
+                    Refetch::Unchanged
+                });
+            }
+        }
+        self.running = true;
+        Gate::Fetch
+    }
+
+    fn end(&mut self, now: Instant, failed: bool) {
+        self.running = false;
+        self.last = Some((now, failed));
+    }
+}
+
+/// Ends a running fetch when dropped: a fetch whose request went away (the client hung
+/// up) counts as a failed one, rather than leaving the gate running for ever.
+struct RunningFetch<'a> {
+    gate: &'a std::sync::Mutex<FetchGate>,
+    failed: bool,
+}
+
+impl Drop for RunningFetch<'_> {
+    fn drop(&mut self) {
+        self.gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end(Instant::now(), self.failed);
+    }
+}
+
+/// The longest `jti` a logout token may carry: it is hashed, never stored as it is, but
+/// there is no reason to hash a kilobyte of it.
+const MAX_JTI_LEN: usize = 256;
+
+/// A back-channel logout token that passed every check.
+#[derive(Debug)]
+pub(crate) struct LogoutToken {
+    /// The user (`sub` claim).
+    pub(crate) subject: Option<String>,
+    /// The provider's session (`sid` claim).
+    pub(crate) sid: Option<String>,
+    /// The token's id, to refuse it a second time.
+    pub(crate) jti: String,
+    /// The last second (Unix time, this clock) at which this token would still pass the
+    /// checks: `iat` + leeway + the largest age, or `exp` + leeway, whichever comes first.
+    pub(crate) accepted_until: i64,
+}
+
+impl LogoutToken {
+    /// How long to remember the `jti` from `now` so that a replay is refused for as long
+    /// as the token is otherwise accepted, plus `margin` for instances whose clocks
+    /// disagree with this one's.
+    pub(crate) fn replay_window(&self, now: i64, margin: Duration) -> Duration {
+        let left = self
+            .accepted_until
+            .saturating_sub(now)
+            .saturating_add(1)
+            .max(1);
+        Duration::from_secs(u64::try_from(left).unwrap_or(1)) + margin
+    }
+}
+
+/// Why a logout token was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogoutRefusal {
+    /// The token is not valid (400): what is wrong with it, for the log and the answer.
+    Invalid(&'static str),
+    /// The keys that might verify it cannot be had now (a fetch failed or is running):
+    /// not the token's fault (503).
+    KeysUnavailable,
+}
+
+impl From<&'static str> for LogoutRefusal {
+    fn from(why: &'static str) -> Self {
+        LogoutRefusal::Invalid(why)
+    }
 }
 
 /// How the nonce of an ID token is checked.
@@ -132,9 +243,9 @@ pub(crate) struct Oidc {
     client_id: ClientId,
     jwks_uri: JsonWebKeySetUrl,
     keys: RwLock<Keys>,
-    /// When an unknown key last forced a re-fetch, and whether that fetch failed; the lock
-    /// makes concurrent logins share one fetch.
-    last_refetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// The rate limit of forced fetches. A plain mutex, never held across an await: a
+    /// request that cannot fetch now answers at once instead of queueing for the network.
+    fetch_gate: std::sync::Mutex<FetchGate>,
     algs: Vec<CoreJwsSigningAlgorithm>,
     leeway: Duration,
     pub(crate) end_session_endpoint: Option<url::Url>,
@@ -171,7 +282,7 @@ impl Oidc {
                 ),
                 generation: u64::from(fetched),
             }),
-            last_refetch: tokio::sync::Mutex::new(None),
+            fetch_gate: std::sync::Mutex::new(FetchGate::default()),
             algs,
             leeway,
             end_session_endpoint,
@@ -182,9 +293,10 @@ impl Oidc {
     /// are rate-limited: for the fuzzing entry points, which must not touch the network.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn assume_keys_unavailable(&self) {
-        if let Ok(mut last) = self.last_refetch.try_lock() {
-            *last = Some((Instant::now(), true));
-        }
+        self.fetch_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end(Instant::now(), true);
     }
 
     fn current_keys(&self) -> (Arc<Jwks>, u64) {
@@ -195,34 +307,34 @@ impl Oidc {
     }
 
     /// Fetches the JWKS again, unless another caller did since `seen` (then its result is
-    /// used) or the last forced fetch is too recent.
+    /// used), another fetch is running (then this one does not wait for it), or the last
+    /// forced fetch ended too recently, whether it worked or not.
     async fn refetch_keys(&self, http: &Backchannel, seen: u64) -> Refetch {
-        let mut last = self.last_refetch.lock().await;
-        if self.current_keys().1 != seen {
-            return Refetch::New;
-        }
-        // The first fetch (none at build time) is not rate-limited.
-        if let Some((at, failed)) = *last {
-            if seen > 0 && at.elapsed() < MIN_REFETCH_INTERVAL {
-                tracing::debug!("JWKS re-fetch skipped: too soon after the last one");
-                return if failed {
-                    Refetch::Unavailable
-                } else {
-                    Refetch::Unchanged
-                };
+        {
+            let mut gate = self.fetch_gate.lock().unwrap_or_else(|e| e.into_inner());
+            if self.current_keys().1 != seen {
+                return Refetch::New;
+            }
+            if let Gate::Skip(answer) = gate.begin(Instant::now()) {
+                tracing::debug!("JWKS re-fetch skipped: one is running or ended too recently");
+                return answer;
             }
         }
+        let mut running = RunningFetch {
+            gate: &self.fetch_gate,
+            failed: true,
+        };
         match JsonWebKeySet::fetch_async(&self.jwks_uri, http).await {
             Ok(set) => {
-                *last = Some((Instant::now(), false));
                 let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
                 keys.set = Arc::new(set);
                 keys.generation += 1;
+                running.failed = false;
                 tracing::info!("fetched the provider's signing keys (JWKS)");
                 Refetch::New
             }
             Err(e) => {
-                *last = Some((Instant::now(), true));
+                // At most once per interval, as the fetches are.
                 tracing::warn!(error = %e, "could not fetch the provider's signing keys (JWKS)");
                 Refetch::Unavailable
             }
@@ -384,39 +496,53 @@ impl Oidc {
     }
 
     /// Verifies a back-channel logout token (OIDC Back-Channel Logout 1.0, section 2.6) and
-    /// returns the `sub` and `sid` it names.
+    /// returns what it names, its `jti` and until when it would be accepted.
     pub(crate) async fn verify_logout_token(
         &self,
         http: &Backchannel,
         raw: &str,
-    ) -> Result<(Option<String>, Option<String>), &'static str> {
+    ) -> Result<LogoutToken, LogoutRefusal> {
+        self.check_logout_token(http, raw, Utc::now().timestamp())
+            .await
+    }
+
+    async fn check_logout_token(
+        &self,
+        http: &Backchannel,
+        raw: &str,
+        now: i64,
+    ) -> Result<LogoutToken, LogoutRefusal> {
         let jwt = UnverifiedJwt::parse(raw)?;
         if let Some(typ) = &jwt.header.typ {
             if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT") {
-                return Err("unexpected token type");
+                return Err("unexpected token type".into());
             }
         }
         let alg: CoreJwsSigningAlgorithm =
             serde_json::from_value(Value::String(jwt.header.alg.clone()))
-                .map_err(|_| "unknown algorithm")?;
+                .map_err(|_| LogoutRefusal::Invalid("unknown algorithm"))?;
         if !self.algs.contains(&alg) {
-            return Err("algorithm not allowed");
+            return Err("algorithm not allowed".into());
         }
         let kid = jwt.header.kid.clone().map(JsonWebKeyId::new);
         let (keys, generation) = self.current_keys();
         let verified = match jwt.verify(&keys, kid.as_ref(), &alg) {
-            Err(SignatureVerificationError::NoMatchingKey)
-                if self.refetch_keys(http, generation).await == Refetch::New =>
-            {
-                jwt.verify(&self.current_keys().0, kid.as_ref(), &alg)
+            Err(SignatureVerificationError::NoMatchingKey) => {
+                match self.refetch_keys(http, generation).await {
+                    Refetch::New => jwt.verify(&self.current_keys().0, kid.as_ref(), &alg),
+                    Refetch::Unchanged => Err(SignatureVerificationError::NoMatchingKey),
+                    // Perhaps a good token under a rotated key: a 5xx lets the provider
+                    // send it again once the keys can be had.
+                    Refetch::Unavailable => return Err(LogoutRefusal::KeysUnavailable),
+                }
             }
             other => other,
         };
-        verified.map_err(|_| "bad signature")?;
+        verified.map_err(|_| LogoutRefusal::Invalid("bad signature"))?;
 
         let claims = &jwt.claims;
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err("wrong issuer");
+            return Err("wrong issuer".into());
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => a == self.client_id.as_str(),
@@ -430,38 +556,45 @@ impl Oidc {
             _ => false,
         };
         if !aud_ok {
-            return Err("wrong audience");
+            return Err("wrong audience".into());
         }
-        let now = Utc::now().timestamp();
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(0);
-        let iat = claims.get("iat").and_then(Value::as_i64).ok_or("no iat")?;
-        if iat > now + leeway
-            || iat < now - leeway - i64::try_from(MAX_ID_TOKEN_AGE.as_secs()).unwrap_or(600)
+        let max_age = i64::try_from(MAX_ID_TOKEN_AGE.as_secs()).unwrap_or(600);
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or(LogoutRefusal::Invalid("no iat"))?;
+        if iat > now.saturating_add(leeway)
+            || iat < now.saturating_sub(leeway).saturating_sub(max_age)
         {
-            return Err("iat out of range");
+            return Err("iat out of range".into());
         }
+        // The last second at which the checks above and below still pass: a replay must be
+        // refused until then, and need not be after.
+        let mut accepted_until = iat.saturating_add(leeway).saturating_add(max_age);
         if let Some(exp) = claims.get("exp") {
-            if exp.as_i64().is_none_or(|exp| exp + leeway <= now) {
-                return Err("expired");
+            match exp.as_i64() {
+                Some(exp) if exp.saturating_add(leeway) > now => {
+                    accepted_until = accepted_until.min(exp.saturating_add(leeway) - 1);
+                }
+                _ => return Err("expired".into()),
             }
         }
-        if claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err("no jti");
-        }
+        let jti = match claims.get("jti").and_then(Value::as_str) {
+            Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => jti.to_string(),
+            Some(jti) if !jti.is_empty() => return Err("jti too long".into()),
+            _ => return Err("no jti".into()),
+        };
         let event_ok = claims
             .get("events")
             .and_then(Value::as_object)
             .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
             .is_some_and(Value::is_object);
         if !event_ok {
-            return Err("no back-channel logout event");
+            return Err("no back-channel logout event".into());
         }
         if claims.contains_key("nonce") {
-            return Err("a logout token must not carry a nonce");
+            return Err("a logout token must not carry a nonce".into());
         }
         let sub = claims
             .get("sub")
@@ -472,9 +605,14 @@ impl Oidc {
             .and_then(Value::as_str)
             .map(str::to_string);
         if sub.is_none() && sid.is_none() {
-            return Err("neither sub nor sid");
+            return Err("neither sub nor sid".into());
         }
-        Ok((sub, sid))
+        Ok(LogoutToken {
+            subject: sub,
+            sid,
+            jti,
+            accepted_until,
+        })
     }
 }
 
@@ -652,6 +790,129 @@ mod tests {
         assert_eq!(jwt.claims["iss"], "x");
         assert_eq!(jwt.signature, b"sig");
         assert_eq!(jwt.signing_input, format!("{h}.{p}"));
+    }
+
+    #[test]
+    fn forced_fetches_are_rate_limited_from_the_first_failures_included() {
+        let t0 = Instant::now();
+        let later = |s| t0 + Duration::from_secs(s);
+        let mut gate = FetchGate::default();
+        assert_eq!(gate.begin(t0), Gate::Fetch, "the first one goes");
+        assert_eq!(
+            gate.begin(t0),
+            Gate::Skip(Refetch::Unavailable),
+            "none beside a running one, and nobody waits for it"
+        );
+        gate.end(later(1), true);
+        assert_eq!(gate.begin(later(2)), Gate::Skip(Refetch::Unavailable));
+        assert_eq!(gate.begin(later(10)), Gate::Skip(Refetch::Unavailable));
+        assert_eq!(
+            gate.begin(later(11)),
+            Gate::Fetch,
+            "the window counts from the end"
+        );
+        gate.end(later(11), false);
+        assert_eq!(gate.begin(later(12)), Gate::Skip(Refetch::Unchanged));
+        assert_eq!(gate.begin(later(21)), Gate::Fetch);
+    }
+
+    #[test]
+    fn a_dropped_fetch_counts_as_a_failed_one() {
+        let gate = std::sync::Mutex::new(FetchGate::default());
+        assert_eq!(gate.lock().unwrap().begin(Instant::now()), Gate::Fetch);
+        drop(RunningFetch {
+            gate: &gate,
+            failed: true,
+        });
+        let mut gate = gate.into_inner().unwrap();
+        assert!(!gate.running);
+        assert_eq!(gate.begin(Instant::now()), Gate::Skip(Refetch::Unavailable));
+    }
+
+    #[test]
+    fn the_replay_window_lasts_until_the_token_would_be_refused() {
+        let token = |accepted_until| LogoutToken {
+            subject: None,
+            sid: None,
+            jti: "j".into(),
+            accepted_until,
+        };
+        let margin = Duration::from_secs(60);
+        assert_eq!(
+            token(1_000).replay_window(900, margin),
+            Duration::from_secs(101 + 60)
+        );
+        // Never zero, even for a token in its last second or past it.
+        assert_eq!(
+            token(1_000).replay_window(1_000, Duration::ZERO),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            token(1_000).replay_window(5_000, Duration::ZERO),
+            Duration::from_secs(1)
+        );
+    }
+
+    /// `accepted_until` is the verification's own bound: the token passes at that second
+    /// and not one second later, by `iat` (no `exp`) and by `exp`.
+    #[cfg(feature = "dev-provider")]
+    #[tokio::test]
+    async fn accepted_until_is_the_last_second_the_checks_pass() {
+        use crate::dev::keys::{key_ring, sign_jwt, Signing};
+        const ISSUER: &str = "https://idp.example";
+        let ring = key_ring().unwrap();
+        let jwks: CoreJsonWebKeySet = serde_json::from_value(serde_json::json!({
+            "keys": [ring.rotation_key(0).unwrap().jwk().clone()]
+        }))
+        .unwrap();
+        let leeway = Duration::from_secs(30);
+        let oidc = Oidc::new(
+            IssuerUrl::new(ISSUER.into()).unwrap(),
+            ClientId::new("c".into()),
+            // A closed port, and the gate shut: no fetch from this test.
+            JsonWebKeySetUrl::new("http://127.0.0.1:9/jwks".into()).unwrap(),
+            Some(jwks),
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+            leeway,
+            None,
+        );
+        oidc.assume_keys_unavailable();
+        let http = Backchannel::new(Duration::from_secs(1), Duration::from_secs(1), 1024).unwrap();
+        let iat = 1_700_000_000_i64;
+        let sign = |exp: Option<i64>| {
+            let mut claims = serde_json::json!({
+                "iss": ISSUER, "aud": "c", "iat": iat, "jti": "j-1", "sub": "alice",
+                "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+            });
+            if let Some(exp) = exp {
+                claims["exp"] = exp.into();
+            }
+            let Value::Object(claims) = claims else {
+                unreachable!()
+            };
+            let key = ring.rotation_key(0).unwrap();
+            sign_jwt(Some("logout+jwt"), &claims, Signing::Rs256, key, ring, b"").unwrap()
+        };
+        for (exp, until) in [
+            (None, iat + 30 + 600),
+            (Some(iat + 120), iat + 120 + 30 - 1),
+        ] {
+            let raw = sign(exp);
+            let got = oidc.check_logout_token(&http, &raw, iat).await.unwrap();
+            assert_eq!(got.accepted_until, until, "{exp:?}");
+            assert_eq!(got.jti, "j-1");
+            assert!(oidc.check_logout_token(&http, &raw, until).await.is_ok());
+            assert_eq!(
+                oidc.check_logout_token(&http, &raw, until + 1)
+                    .await
+                    .unwrap_err(),
+                LogoutRefusal::Invalid(if exp.is_some() {
+                    "expired"
+                } else {
+                    "iat out of range"
+                })
+            );
+        }
     }
 
     #[test]

@@ -271,7 +271,7 @@ async fn an_unknown_kid_refetches_once_then_is_rate_limited() {
         fetched + 1,
         "no second fetch within the rate limit"
     );
-    // Concurrent logins with an unknown kid share one fetch as well.
+    // Within the window, a token under a known key still verifies with the cached keys.
     app.provider.set_id_token_behavior(IdTokenBehavior::Normal);
     accepted(&app).await;
 }

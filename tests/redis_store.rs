@@ -1015,3 +1015,190 @@ async fn a_crashed_lock_holder_blocks_the_session_for_the_lock_lifetime_only() {
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(pair.provider.refresh_requests(), 2);
 }
+
+// ---- Back-channel logout tokens are used once, across instances -----------------------
+
+#[tokio::test]
+async fn once_only_keys_are_shared_by_every_store_and_expire_in_redis() {
+    use tower_oauth2_login::OnceKey;
+    let server = RedisServer::start();
+    let (one, two) = (store(&server).await, store(&server).await);
+    let k = OnceKey::from_bytes([3u8; 32]);
+    assert!(!one.is_remembered(&k).await.unwrap());
+    assert!(one
+        .remember_once(&k, Duration::from_secs(120))
+        .await
+        .unwrap());
+    assert!(
+        two.is_remembered(&k).await.unwrap(),
+        "seen by another store"
+    );
+    assert!(!two
+        .remember_once(&k, Duration::from_secs(120))
+        .await
+        .unwrap());
+    let name = format!("{PREFIX}once:{}", k.to_hex());
+    let ttl: i64 = server.cmd(&["TTL", &name]);
+    assert!((100..=120).contains(&ttl), "{ttl}");
+    // Redis forgets it by itself.
+    let short = OnceKey::from_bytes([4u8; 32]);
+    assert!(one
+        .remember_once(&short, Duration::from_secs(1))
+        .await
+        .unwrap());
+    let started = Instant::now();
+    while two.is_remembered(&short).await.unwrap() {
+        assert!(started.elapsed() < Duration::from_secs(6), "still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(one
+        .remember_once(&short, Duration::from_secs(1))
+        .await
+        .unwrap());
+}
+
+async fn post_logout_token(base: &str, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{base}/auth/backchannel-logout"))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Two instances of one app (one provider, A answers the callback), OpenID Connect by
+/// discovery, sessions in one Redis.
+async fn oidc_pair(server: &RedisServer) -> Pair {
+    use tower_oauth2_login::dev::{DevClient, DevProvider};
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = format!("http://{}", la.local_addr().unwrap());
+    let b = format!("http://{}", lb.local_addr().unwrap());
+    let redirect = format!("{a}/auth/callback");
+    let provider = DevProvider::builder()
+        .with_client(DevClient::confidential(
+            app::CLIENT_ID,
+            app::CLIENT_SECRET,
+            &redirect,
+        ))
+        .with_auto_login("alice")
+        .start()
+        .await
+        .unwrap();
+    let mut servers = Vec::new();
+    for listener in [la, lb] {
+        let layer = tower_oauth2_login::LoginLayer::builder()
+            .discover(provider.issuer())
+            .await
+            .unwrap()
+            .with_client_id(app::CLIENT_ID)
+            .with_client_secret(app::CLIENT_SECRET)
+            .with_redirect_url(&redirect)
+            .with_cookie_key([7u8; 64])
+            .with_store(store(server).await)
+            .build()
+            .unwrap();
+        let router = app::routes().layer(layer);
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }));
+    }
+    Pair {
+        provider,
+        a,
+        b,
+        servers,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_token_used_on_one_instance_is_refused_on_another() {
+    use tower_oauth2_login::dev::LogoutTokenMisbehavior;
+    let server = RedisServer::start();
+    let pair = oidc_pair(&server).await;
+    let me = |browser: &Browser, base: &str| {
+        let (browser, url) = (browser.clone(), format!("{base}/me"));
+        async move { browser.get_json(&url).await.status }
+    };
+    let first = sign_in_on_a(&pair).await;
+    // About the user, without sid: it names the later sessions of alice too.
+    let token = pair
+        .provider
+        .mint_logout_token(
+            app::CLIENT_ID,
+            Some("alice"),
+            None,
+            LogoutTokenMisbehavior::Normal,
+        )
+        .unwrap();
+    assert_eq!(post_logout_token(&pair.a, &token).await, StatusCode::OK);
+    assert_eq!(me(&first, &pair.b).await, StatusCode::UNAUTHORIZED);
+
+    let second = sign_in_on_a(&pair).await;
+    assert_eq!(me(&second, &pair.b).await, StatusCode::OK);
+    // The same token at the other instance: refused, and the new session lives.
+    assert_eq!(
+        post_logout_token(&pair.b, &token).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(me(&second, &pair.a).await, StatusCode::OK);
+    assert_eq!(me(&second, &pair.b).await, StatusCode::OK);
+    // One key, hashed (no jti in it), for as long as the token is accepted: iat + 10 min
+    // + the leeway, or its exp (2 min) + the leeway, whichever is first; plus a minute.
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}once:*")]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = server.cmd(&["TTL", &keys[0]]);
+    assert!((100..=30 * 60).contains(&ttl), "{ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_jti_from_two_issuers_is_two_tokens() {
+    // Two apps, each with its own provider (two issuers), sharing one Redis and prefix.
+    // The embedded providers sign with the same embedded keys, so this test can sign a
+    // token for either.
+    let server = RedisServer::start();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let store = store(&server).await;
+        apps.push(
+            app::start_with(Options {
+                discover: true,
+                layer: Box::new(move |b| b.with_store(store)),
+                ..Default::default()
+            })
+            .await,
+        );
+    }
+    let token_of = |app: &TestApp| {
+        let now = now();
+        let serde_json::Value::Object(claims) = serde_json::json!({
+            "iss": app.provider.issuer(), "aud": app::CLIENT_ID, "iat": now,
+            "exp": now + 120, "jti": "the-same-jti", "sub": "alice",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }) else {
+            unreachable!()
+        };
+        tower_oauth2_login::fuzzing::sign_id_token(&claims, true)
+    };
+    let (a, b) = (&apps[0], &apps[1]);
+    assert_eq!(
+        post_logout_token(&a.base, &token_of(a)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_logout_token(&b.base, &token_of(b)).await,
+        StatusCode::OK,
+        "another issuer's jti is another token"
+    );
+    assert_eq!(
+        post_logout_token(&a.base, &token_of(a)).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_logout_token(&b.base, &token_of(b)).await,
+        StatusCode::BAD_REQUEST
+    );
+    let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}once:*")]);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}

@@ -627,7 +627,8 @@ pub fn verify_logout_token(raw: &str) -> Result<(Option<String>, Option<String>)
     let backchannel = &inner().backchannel;
     runtime()
         .block_on(oidc().verify_logout_token(backchannel, raw))
-        .map_err(str::to_string)
+        .map(|token| (token.subject, token.sid))
+        .map_err(|refused| format!("{refused:?}"))
 }
 
 /// Splits bytes in two at the first `\n` (for targets with two inputs).

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use super::{now_secs, Session, SessionKey, SessionMatch, SessionStore};
+use super::once::OnceSet;
+use super::{now_secs, OnceKey, Session, SessionKey, SessionMatch, SessionStore};
 use crate::error::StoreError;
 
 /// How often, at most, a save sweeps out expired sessions.
@@ -27,6 +28,8 @@ pub struct MemoryStore {
 struct Inner {
     sessions: DashMap<SessionKey, Arc<Session>>,
     last_sweep: AtomicU64,
+    /// Once-only keys (back-channel logout `jti`s) of this store, bounded.
+    once: OnceSet,
 }
 
 impl MemoryStore {
@@ -120,6 +123,22 @@ impl SessionStore for MemoryStore {
         });
         Ok(deleted)
     }
+
+    /// This store's own bounded set (not the process-wide default), so that stores are
+    /// independent as their sessions are.
+    async fn is_remembered(&self, key: &OnceKey) -> Result<bool, StoreError> {
+        Ok(self.inner.once.contains(key))
+    }
+
+    /// Expired keys are swept on each insert; past 100,000 keys the one nearest its
+    /// deadline is dropped, so a flood does not grow memory.
+    async fn remember_once(
+        &self,
+        key: &OnceKey,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.inner.once.insert(key, ttl))
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +227,22 @@ mod tests {
             1
         );
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn once_only_keys_are_new_once_and_per_store() {
+        let store = MemoryStore::new();
+        let other = MemoryStore::new();
+        let k = OnceKey::from_bytes([1u8; 32]);
+        let ttl = std::time::Duration::from_secs(60);
+        assert!(!store.is_remembered(&k).await.unwrap());
+        assert!(store.remember_once(&k, ttl).await.unwrap());
+        assert!(store.is_remembered(&k).await.unwrap());
+        assert!(!store.remember_once(&k, ttl).await.unwrap());
+        // A clone shares it; another store does not.
+        assert!(store.clone().is_remembered(&k).await.unwrap());
+        assert!(!other.is_remembered(&k).await.unwrap());
+        assert!(other.remember_once(&k, ttl).await.unwrap());
     }
 
     #[tokio::test]

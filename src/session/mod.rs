@@ -10,6 +10,7 @@
 
 mod claims;
 mod memory;
+mod once;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
@@ -28,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use self::claims::Claims;
 pub use self::memory::MemoryStore;
+pub use self::once::OnceKey;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 use crate::error::StoreError;
@@ -327,6 +329,32 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = (key, lock);
         Ok(())
     }
+
+    /// Whether `key` was remembered by [`remember_once`](SessionStore::remember_once) and
+    /// its time has not run out. The layer asks before it acts on a back-channel logout
+    /// token, to refuse one it has acted on already (a replay).
+    ///
+    /// The default, like `remember_once`'s, asks a bounded set in this process's memory,
+    /// shared by every store that keeps the defaults: replays are refused within one
+    /// instance. A store shared by several instances should implement both methods (or
+    /// neither), so that a token used on one instance is refused on all.
+    async fn is_remembered(&self, key: &OnceKey) -> Result<bool, StoreError> {
+        Ok(once::process_local().contains(key))
+    }
+
+    /// Remembers `key` for at least `ttl`, and says whether it was new. The layer calls it
+    /// once a back-channel logout token has taken effect, with the time the token would
+    /// still be accepted for; a store may forget the key after that (Redis: `SET .. NX
+    /// EX`). A key already remembered keeps at least its deadline.
+    ///
+    /// See [`is_remembered`](SessionStore::is_remembered) for the default.
+    async fn remember_once(
+        &self,
+        key: &OnceKey,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(once::process_local().insert(key, ttl))
+    }
 }
 
 /// A held refresh lock: the random token that proves who holds it.
@@ -391,6 +419,16 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
     }
     async fn unlock_refresh(&self, key: &SessionKey, lock: RefreshLock) -> Result<(), StoreError> {
         (**self).unlock_refresh(key, lock).await
+    }
+    async fn is_remembered(&self, key: &OnceKey) -> Result<bool, StoreError> {
+        (**self).is_remembered(key).await
+    }
+    async fn remember_once(
+        &self,
+        key: &OnceKey,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).remember_once(key, ttl).await
     }
 }
 

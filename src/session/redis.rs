@@ -9,6 +9,7 @@
 //! | `<prefix>session:<SessionKey hex>` | string | the [`Session`] as JSON | at [`Session::expires_at`] (`SET .. EXAT`) |
 //! | `<prefix>subject:<sub>` | set | hex keys of the sessions of that user | at the latest absolute deadline of its sessions |
 //! | `<prefix>sid:<sid>` | set | hex keys of the sessions of that provider session | the same |
+//! | `<prefix>once:<OnceKey hex>` | string | `1`: a back-channel logout token (issuer and `jti`, hashed) already acted on | when the token would no longer be accepted (`SET .. NX EX`) |
 //!
 //! The session key is the SHA-256 of the cookie value ([`SessionKey`]), so a dump of Redis
 //! holds no usable cookie. Expiry is Redis's job: every write sets the key's deadline to the
@@ -41,8 +42,8 @@
 //!
 //! # Servers
 //!
-//! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT|NX|XX`, `GETDEL`,
-//! `DEL`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT`, `EVAL` and `MULTI`/`EXEC`,
+//! Redis 7.0 or later, or Valkey: the commands used are `GET`, `SET .. EXAT|NX|XX|EX`, `GETDEL`,
+//! `DEL`, `EXISTS`, `MGET`, `SADD`, `SREM`, `SMEMBERS`, `EXPIREAT .. NX|GT`, `EVAL` and `MULTI`/`EXEC`,
 //! and, with the local cache, `HELLO 3` (RESP3), `CLIENT TRACKING ON` and `PING`. One
 //! server (or a primary behind a stable address): Redis Cluster is not supported, because
 //! a save updates the session and its index sets in one transaction. TLS (`rediss://`) is
@@ -70,7 +71,7 @@ use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{FromRedisValue, IntoConnectionInfo, RedisError, RedisResult};
 
 use super::tracked_cache::{key_from_hex, TrackedCache, HEARTBEAT_EVERY};
-use super::{now_secs, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
+use super::{now_secs, OnceKey, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 use crate::error::StoreError;
 
 /// How many session keys one `MGET` of [`RedisStore::delete_matching`] reads.
@@ -766,6 +767,38 @@ impl SessionStore for RedisStore {
             Ok(deleted.into_iter().sum())
         })
         .await
+    }
+
+    /// `EXISTS <prefix>once:<hex>`: shared by every instance on this server and prefix.
+    async fn is_remembered(&self, key: &OnceKey) -> Result<bool, StoreError> {
+        let cmd = redis::cmd("EXISTS").arg(self.once_key(key)).clone();
+        let n: i64 = self
+            .bounded("is_remembered", self.query(Request::Cmd(&cmd)))
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// `SET <prefix>once:<hex> 1 NX EX <ttl>`: new exactly when the `SET` wrote. Redis
+    /// expires the key, so memory follows the tokens of the last window only.
+    async fn remember_once(&self, key: &OnceKey, ttl: Duration) -> Result<bool, StoreError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.once_key(key))
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .clone();
+        let written: Option<String> = self
+            .bounded("remember_once", self.query(Request::Cmd(&cmd)))
+            .await?;
+        Ok(written.is_some())
+    }
+}
+
+/// Once-only keys (back-channel logout `jti`s).
+impl RedisStore {
+    fn once_key(&self, key: &OnceKey) -> String {
+        format!("{}once:{}", self.prefix, key.to_hex())
     }
 }
 
