@@ -24,6 +24,17 @@ pub(crate) const PENDING_COOKIE_PREFIX: &str = "oauth2_pending_";
 /// cannot see the pending cookies (they are scoped to the callback path), knows them.
 pub(crate) const PENDING_INDEX_COOKIE: &str = "oauth2_logins";
 
+/// The most bytes of name and value together that browsers keep in one cookie (RFC 6265bis
+/// section 5.7; Chrome and Firefox ignore a larger cookie without a word).
+pub(crate) const MAX_COOKIE_PAIR_BYTES: usize = 4096;
+
+/// The length of the `name=value` part of a `Set-Cookie` value: what browsers count against
+/// [`MAX_COOKIE_PAIR_BYTES`].
+pub(crate) fn pair_len(set_cookie: &HeaderValue) -> usize {
+    let bytes = set_cookie.as_bytes();
+    bytes.iter().position(|b| *b == b';').unwrap_or(bytes.len())
+}
+
 /// Cookie names and flags, fixed at build time.
 #[derive(Clone)]
 pub(crate) struct CookieConfig {
