@@ -18,7 +18,7 @@
 //! | `OAUTH_REDIRECT_URL` | default `http://127.0.0.1:3000/auth/callback` |
 //! | `OAUTH_SCOPES` | space-separated scopes |
 //! | `APP_ADDR` | where the app listens, default `127.0.0.1:3000` |
-//! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port) |
+//! | `DEV_PROVIDER_ADDR` | where the embedded provider listens, default `127.0.0.1:0` (any port); loopback addresses only (it signs in anyone who types a name) |
 //! | `DEV_PROVIDER_SHAPE` | `standard` (default: OpenID Connect-like userinfo, subject `sub`) or `github` (no OpenID Connect: the user from `/user` with a numeric `id`, scope `read:user`, as GitHub) |
 //! | `COOKIE_KEY` | base64 of at least 64 random bytes; random at start-up when absent |
 //! | `REDIS_URL` | keep sessions in Redis or Valkey (`redis://127.0.0.1:6379/0`) instead of memory |
@@ -90,6 +90,8 @@ async fn main() -> Result<(), Error> {
         let app_origin = url::Url::parse(&redirect_url)?
             .origin()
             .ascii_serialization();
+        // No opt-in beyond loopback here: the layer talks plain http to loopback providers
+        // only, so a demo provider elsewhere could never be used, only reached by others.
         let provider = DevProvider::builder()
             .with_addr(addr)
             .with_user_shape(shape)
@@ -99,7 +101,18 @@ async fn main() -> Result<(), Error> {
                     .with_backchannel_logout_uri(format!("{app_origin}/auth/backchannel-logout")),
             )
             .start()
-            .await?;
+            .await
+            .map_err(|e| -> Error {
+                if addr.ip().to_canonical().is_loopback() {
+                    return e.into();
+                }
+                format!(
+                    "DEV_PROVIDER_ADDR={addr}: {e}\n(the demo keeps it on loopback: its \
+                     layer talks plain http to loopback providers only; for a provider on \
+                     another machine, use a real one over https with OAUTH_ISSUER)"
+                )
+                .into()
+            })?;
         let builder = LoginLayer::builder()
             .with_client_id("demo")
             .with_client_secret(secret);

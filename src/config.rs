@@ -507,7 +507,9 @@ impl LoginLayerBuilder {
         self
     }
 
-    /// Where the browser goes after signing out (a same-origin path). Default `/`.
+    /// Where the browser goes after signing out (a same-origin path). Default `/`. Kept in
+    /// the form a browser resolves it to (`/a/../b` is `/b`); [`build`](Self::build) fails
+    /// with a path that is not same-origin or resolves to one starting with `//`.
     pub fn with_post_logout_redirect(mut self, path: impl Into<String>) -> Self {
         self.post_logout_redirect = path.into();
         self
@@ -660,12 +662,18 @@ impl LoginLayerBuilder {
             }
         }
         let post_logout_redirect_uri = format!("{app_origin}{logout_callback_path}");
-        if crate::authorize::safe_return_to(&self.post_logout_redirect).is_none() {
+        // Kept as the browser resolves it, like a login's return path: `/.//x` passes a
+        // check of the path as given and lands on `//x`.
+        let Some(post_logout_redirect) =
+            crate::authorize::safe_return_to(&self.post_logout_redirect)
+        else {
             return Err(ConfigError::InvalidPath {
                 field: "post-logout redirect",
-                reason: "must be a same-origin path starting with a single /".into(),
+                reason: "must be a same-origin path starting with a single / that does not \
+                         resolve to //"
+                    .into(),
             });
-        }
+        };
 
         const RESERVED: [&str; 8] = [
             "response_type",
@@ -834,7 +842,7 @@ impl LoginLayerBuilder {
             logout_path,
             logout_callback_path,
             backchannel_logout_path: Some(backchannel_logout_path),
-            post_logout_redirect: self.post_logout_redirect,
+            post_logout_redirect,
             post_logout_redirect_uri,
             id_token_hint: self.id_token_hint,
             app_origin,
@@ -942,6 +950,17 @@ fn check_path(field: &'static str, path: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::InvalidPath {
             field,
             reason: "must be an absolute path like /auth/logout".into(),
+        });
+    }
+    // The layer compares these with request paths, which browsers send resolved; and the
+    // login path goes into links and the 401 body, where `/.//x` would read as `//x`.
+    if crate::authorize::safe_return_to(path).as_deref() != Some(path) {
+        return Err(ConfigError::InvalidPath {
+            field,
+            reason: "must be in the form a browser sends it: no . or .. segments (plain or \
+                     encoded), nothing that resolves to //, no whitespace, non-ASCII \
+                     percent-encoded"
+                .into(),
         });
     }
     Ok(())

@@ -35,6 +35,17 @@ const LOGOUT_STATE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// change). The rest are ignored, so that their number never multiplies store work.
 pub(crate) const MAX_SESSION_COOKIES: usize = 2;
 
+/// The most bytes of name and value together that browsers keep in one cookie (RFC 6265bis
+/// section 5.7; Chrome and Firefox ignore a larger cookie without a word).
+pub(crate) const MAX_COOKIE_PAIR_BYTES: usize = 4096;
+
+/// The length of the `name=value` part of a `Set-Cookie` value: what browsers count against
+/// [`MAX_COOKIE_PAIR_BYTES`].
+pub(crate) fn pair_len(set_cookie: &HeaderValue) -> usize {
+    let bytes = set_cookie.as_bytes();
+    bytes.iter().position(|b| *b == b';').unwrap_or(bytes.len())
+}
+
 /// Cookie names and flags, fixed at build time.
 #[derive(Clone)]
 pub(crate) struct CookieConfig {

@@ -202,3 +202,41 @@ async fn demo_signs_in_through_discovery_against_a_real_provider() {
     assert!(page.body.contains("Welcome, <b>Carla</b>"), "{}", page.body);
     assert!(page.body.contains("<code id=\"subject\">carla</code>"));
 }
+
+/// The embedded provider signs in anyone who types a name: told to listen beyond loopback,
+/// the demo never listens there, not even for a moment, and says why it does not start.
+#[test]
+fn demo_refuses_a_provider_beyond_loopback() {
+    let child = Command::new(demo_binary())
+        .env_clear()
+        .env("APP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("DEV_PROVIDER_ADDR", "0.0.0.0:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo(child);
+    // A demo that started would serve until killed: give it a while to exit instead.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo started with its provider on 0.0.0.0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut demo.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !stderr.contains("listening"),
+        "the provider listened beyond loopback: {stderr}"
+    );
+    assert!(
+        stderr.contains("DEV_PROVIDER_ADDR=0.0.0.0:0") && stderr.contains("loopback only"),
+        "{stderr}"
+    );
+}

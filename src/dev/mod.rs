@@ -1,7 +1,9 @@
 //! An embedded **development** OAuth 2.0 authorization server and OpenID Connect provider.
 //!
 //! [`DevProvider`] is a small but real authorization server that listens on loopback HTTP
-//! (`axum` on a tokio `TcpListener`). It implements the parts of the OAuth 2.0 Authorization
+//! (`axum` on a tokio `TcpListener`); it refuses any other address unless
+//! [`DevProviderBuilder::allow_non_loopback_listen_address_insecure`] says otherwise, since it
+//! signs in anyone who types a user name, and it logs a warning whenever it starts. It implements the parts of the OAuth 2.0 Authorization
 //! Code Grant and of OpenID Connect that this crate uses, and validates requests as strictly as
 //! RFC 6749 (OAuth 2.0), RFC 7636 (PKCE, `S256` only) and RFC 9207 (the `iss` authorization
 //! response parameter) ask an authorization server to:
@@ -89,6 +91,8 @@ mod util;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_listen;
 #[cfg(test)]
 mod tests_oidc;
 
@@ -371,6 +375,7 @@ pub struct DevProviderBuilder {
     code_lifetime: Duration,
     auto_login: Option<String>,
     refresh_reuse_detection: bool,
+    allow_non_loopback: bool,
 }
 
 impl Default for DevProviderBuilder {
@@ -383,14 +388,29 @@ impl Default for DevProviderBuilder {
             code_lifetime: Duration::from_secs(60),
             auto_login: None,
             refresh_reuse_detection: false,
+            allow_non_loopback: false,
         }
     }
 }
 
 impl DevProviderBuilder {
     /// The address to listen on. Defaults to `127.0.0.1:0` (a free loopback port).
+    ///
+    /// A loopback address (`127.0.0.0/8`, `::1`) only: [`start`](Self::start) refuses any
+    /// other, `0.0.0.0` and `::` included, unless
+    /// [`allow_non_loopback_listen_address_insecure`](Self::allow_non_loopback_listen_address_insecure)
+    /// says otherwise.
     pub fn with_addr(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
+        self
+    }
+
+    /// Lets [`with_addr`](Self::with_addr) name an address beyond loopback (another
+    /// machine's container network, a LAN for a demo). **Insecure**: the provider signs in
+    /// anyone who types a user name, so whoever can reach the address can sign in to every
+    /// app that trusts it, as anyone. Never for production; off by default.
+    pub fn allow_non_loopback_listen_address_insecure(mut self, allow: bool) -> Self {
+        self.allow_non_loopback = allow;
         self
     }
 
@@ -440,9 +460,22 @@ impl DevProviderBuilder {
     ///
     /// Fails with [`std::io::ErrorKind::InvalidInput`] if two clients share an id or a
     /// registered redirect, post-logout redirect or back-channel logout URI is not an absolute
-    /// URI or has a fragment (RFC 6749 section 3.1.2), and with the bind error if the address
-    /// cannot be bound.
+    /// URI or has a fragment (RFC 6749 section 3.1.2), or the address is not a loopback one
+    /// (see [`with_addr`](Self::with_addr)), and with the bind error if the address cannot
+    /// be bound. Logs a warning whenever it starts: this provider is for development only.
     pub async fn start(self) -> std::io::Result<DevProvider> {
+        // `to_canonical` so that an IPv4-mapped loopback address (`::ffff:127.0.0.1`) is
+        // loopback too, and a mapped `0.0.0.0` is not.
+        let loopback = self.addr.ip().to_canonical().is_loopback();
+        if !loopback && !self.allow_non_loopback {
+            return Err(invalid_input(format!(
+                "the development provider listens on loopback only (127.0.0.0/8 or [::1]), \
+                 not on {}: it signs in anyone who types a user name. Use a loopback \
+                 address, or call allow_non_loopback_listen_address_insecure(true) to \
+                 accept that anyone who can reach the address can sign in",
+                self.addr
+            )));
+        }
         let mut clients = HashMap::new();
         for client in self.clients {
             let uris = client
@@ -506,7 +539,19 @@ impl DevProviderBuilder {
             }
             tracing::debug!("dev provider server stopped");
         });
-        tracing::debug!(%local_addr, "dev provider listening");
+        if loopback {
+            tracing::warn!(
+                %local_addr,
+                "development OAuth provider listening: it signs in anyone who types a user \
+                 name; for development and tests only, never for production"
+            );
+        } else {
+            tracing::warn!(
+                %local_addr,
+                "development OAuth provider listening BEYOND LOOPBACK (opted in): anyone who \
+                 can reach this address can sign in as anyone; never for production"
+            );
+        }
 
         Ok(DevProvider {
             inner: Arc::new(Handle {
