@@ -29,23 +29,27 @@ fn key(n: u8) -> SessionKey {
     SessionKey::from_bytes(bytes)
 }
 
-/// A session as the layer would make it, `idle` and `absolute` seconds from now.
+/// A session as the layer would make it, `idle` and `absolute` seconds from now, for a
+/// fresh session id (these tests store it under keys of their own: a store never opens it).
 fn session(subject: &str, sid: Option<&str>, idle: u64, absolute: u64) -> Arc<Session> {
     let now = now();
     Arc::new(
-        serde_json::from_value(serde_json::json!({
-            "subject": subject,
-            "claims": {"sub": subject, "name": "Alice Ünicode", "groups": ["a", "b"]},
-            "scopes": ["openid", "profile"],
-            "access_token": "access-token-secret",
-            "access_expires_at": now + 300,
-            "refresh_token": "refresh-token-secret",
-            "id_token": null,
-            "sid": sid,
-            "created_at": now,
-            "expires_at": now + idle.min(absolute),
-            "absolute_expires_at": now + absolute,
-        }))
+        tower_oauth2_login::bench::session(
+            &tower_oauth2_login::bench::new_session_id(),
+            serde_json::json!({
+                "subject": subject,
+                "claims": {"sub": subject, "name": "Alice Ünicode", "groups": ["a", "b"]},
+                "scopes": ["openid", "profile"],
+                "access_token": "access-token-secret",
+                "access_expires_at": now + 300,
+                "refresh_token": "refresh-token-secret",
+                "id_token": null,
+                "sid": sid,
+                "created_at": now,
+                "expires_at": now + idle.min(absolute),
+                "absolute_expires_at": now + absolute,
+            }),
+        )
         .unwrap(),
     )
 }
