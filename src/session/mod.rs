@@ -2,7 +2,11 @@
 //!
 //! The browser holds only an opaque, random 256-bit session id. The store never sees that
 //! id: it is keyed by the SHA-256 of it ([`SessionKey`]), so a dump of the store holds no
-//! value that could be replayed as a cookie.
+//! value that could be replayed as a cookie. Nor any token: a session's serde form (what
+//! `RedisStore` and any serialising store write) carries the access, refresh and ID tokens
+//! sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the session id, so only
+//! a request with the cookie can open them; the layer opens a session once when it reads it
+//! from a store, and serves cached sessions opened.
 //!
 //! Two stores come with the crate: [`MemoryStore`] (the default: one instance, fastest,
 //! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
@@ -524,6 +528,11 @@ pub(crate) fn from_plain_json(
 }
 
 /// Where sessions live. Implement it to keep sessions in your own database.
+///
+/// A store that serializes sessions (`serde`) gets their tokens sealed without doing
+/// anything: the serde form of a [`Session`] never holds a token in the clear, and a record
+/// that does not open with its own cookie (moved under another key, edited) is taken by the
+/// layer for no session. Keep the serde form as it is: the layer needs every field back.
 ///
 /// The layer calls [`load`](SessionStore::load) once per request that carries a session
 /// cookie, so it should be fast; [`save`](SessionStore::save) runs at login and at most
