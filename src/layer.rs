@@ -418,8 +418,8 @@ async fn lookup(inner: &Inner, headers: &HeaderMap) -> Lookup {
                 }
                 return Lookup::None { stale: true };
             }
-            // Derived only for a session that exists: an HKDF is no cost to put on every
-            // bogus cookie.
+            // Derived only once a session is found, so that a made-up cookie costs no
+            // HKDF.
             let seal = SealKey::for_cookie_value(value);
             let Some(session) = session::opened(session, &seal) else {
                 return Lookup::None { stale: true };
