@@ -1,5 +1,11 @@
 //! The session store operations: `load` and `save` of one session, on `MemoryStore` and on
-//! `RedisStore`, and the JSON encoding a Redis save and load pay for.
+//! `RedisStore`, and the JSON encoding and sealing a Redis save and load pay for.
+//!
+//! Sealing (AES-256-GCM, key by HKDF from the session id) is paid for when a store first
+//! serializes a session made here (a login, a refresh: `save_new`, `seal_and_encode`) and
+//! when the layer opens a session read from a store (a cache miss: `load_and_open`,
+//! `decode_and_open`); never on a request served from the memory store or the local
+//! cache, and not for a write of the idle deadline (`save`: the sealed form is reused).
 //!
 //! `cargo bench --bench store`. The Redis benches use `REDIS_URL` when it is set, else a
 //! private `redis-server` started on a free loopback port (no persistence, stopped at the
@@ -14,7 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use divan::Bencher;
 use futures_util::FutureExt;
-use tower_oauth2_login::{MemoryStore, RedisStore, Session, SessionKey, SessionStore};
+use tower_oauth2_login::{bench, MemoryStore, RedisStore, Session, SessionKey, SessionStore};
+
+/// The session id the benches' session is sealed for.
+static ID: LazyLock<String> = LazyLock::new(bench::new_session_id);
 
 /// The Redis server the benches use, when there is one.
 static REDIS_URL: OnceLock<String> = OnceLock::new();
@@ -47,25 +56,28 @@ fn session() -> Arc<Session> {
         .unwrap()
         .as_secs();
     Arc::new(
-        serde_json::from_value(serde_json::json!({
-            "subject": "248289761001",
-            "claims": {
-                "sub": "248289761001",
-                "name": "Jane Doe",
-                "preferred_username": "j.doe",
-                "email": "janedoe@example.com",
-                "email_verified": true,
-            },
-            "scopes": ["openid", "profile", "email"],
-            "access_token": "a".repeat(900),
-            "access_expires_at": now + 3600,
-            "refresh_token": "r".repeat(64),
-            "id_token": null,
-            "sid": "08a5019c-17e1-4977-8f42-65a12843ea02",
-            "created_at": now,
-            "expires_at": now + 8 * 3600,
-            "absolute_expires_at": now + 7 * 24 * 3600,
-        }))
+        bench::session(
+            &ID,
+            serde_json::json!({
+                "subject": "248289761001",
+                "claims": {
+                    "sub": "248289761001",
+                    "name": "Jane Doe",
+                    "preferred_username": "j.doe",
+                    "email": "janedoe@example.com",
+                    "email_verified": true,
+                },
+                "scopes": ["openid", "profile", "email"],
+                "access_token": "a".repeat(900),
+                "access_expires_at": now + 3600,
+                "refresh_token": "r".repeat(64),
+                "id_token": null,
+                "sid": "08a5019c-17e1-4977-8f42-65a12843ea02",
+                "created_at": now,
+                "expires_at": now + 8 * 3600,
+                "absolute_expires_at": now + 7 * 24 * 3600,
+            }),
+        )
         .unwrap(),
     )
 }
@@ -165,6 +177,19 @@ mod redis {
         });
     }
 
+    /// A cache miss as the layer pays for it: one `GET`, the JSON decode, then the seal
+    /// key derived from the cookie and the tokens opened.
+    #[divan::bench]
+    fn load_and_open(bencher: Bencher) {
+        let Fixture { rt, store, .. } = &*FIXTURE;
+        let k = key(42);
+        bencher.bench_local(|| {
+            let s = rt.block_on(store.load(&k)).unwrap().unwrap();
+            assert!(bench::open_session(&s, &ID));
+            s
+        });
+    }
+
     /// A session this instance read before, from the local cache (what the layer's hot
     /// path calls first).
     #[divan::bench]
@@ -185,12 +210,24 @@ mod redis {
         bencher.bench_local(|| rt.block_on(store.load(&k)).unwrap());
     }
 
+    /// A save of a session sealed before (an idle-deadline write): its sealed form reused.
     #[divan::bench]
     fn save(bencher: Bencher) {
         let Fixture { rt, store, .. } = &*FIXTURE;
         let k = key(43);
         let s = session();
         bencher.bench_local(|| rt.block_on(store.save(&k, Arc::clone(&s))).unwrap());
+    }
+
+    /// The first save of a session made here (a login, a refresh): sealed, then written.
+    #[divan::bench]
+    fn save_new(bencher: Bencher) {
+        let Fixture { rt, store, .. } = &*FIXTURE;
+        let k = key(44);
+        let made = session();
+        bencher
+            .with_inputs(|| Arc::new((*made).clone()))
+            .bench_local_values(|s| rt.block_on(store.save(&k, s)).unwrap());
     }
 
     /// 64 loads at once on the one multiplexed connection, as under load: the time of
@@ -210,16 +247,49 @@ mod redis {
 mod session_json {
     use super::*;
 
+    /// The encoding of a session sealed before.
     #[divan::bench]
     fn encode(bencher: Bencher) {
         let s = session();
+        let _ = serde_json::to_vec(&*s).unwrap();
         bencher.bench_local(|| serde_json::to_vec(&*s).unwrap());
+    }
+
+    /// The first encoding of a session made here: the tokens sealed, then the JSON.
+    #[divan::bench]
+    fn seal_and_encode(bencher: Bencher) {
+        let made = session();
+        bencher
+            .with_inputs(|| (*made).clone())
+            .bench_local_values(|s| serde_json::to_vec(&s).unwrap());
     }
 
     #[divan::bench]
     fn decode(bencher: Bencher) {
         let bytes = serde_json::to_vec(&*session()).unwrap();
         bencher.bench_local(|| serde_json::from_slice::<Session>(&bytes).unwrap());
+    }
+
+    /// What the layer does with a record read from a store: decode, derive the seal key,
+    /// open.
+    #[divan::bench]
+    fn decode_and_open(bencher: Bencher) {
+        let bytes = serde_json::to_vec(&*session()).unwrap();
+        bencher.bench_local(|| {
+            let s = serde_json::from_slice::<Session>(&bytes).unwrap();
+            assert!(bench::open_session(&s, &ID));
+            s
+        });
+    }
+
+    /// The opening alone: the seal key derived (HKDF-SHA256), AES-256-GCM decryption and
+    /// the tokens' JSON.
+    #[divan::bench]
+    fn open(bencher: Bencher) {
+        let bytes = serde_json::to_vec(&*session()).unwrap();
+        bencher
+            .with_inputs(|| serde_json::from_slice::<Session>(&bytes).unwrap())
+            .bench_local_refs(|s| assert!(bench::open_session(s, &ID)));
     }
 }
 

@@ -174,7 +174,9 @@ fn session(i: usize) -> Session {
         "expires_at": now + 8 * 3600,
         "absolute_expires_at": now + 7 * 24 * 3600,
     });
-    serde_json::from_value(json).expect("a valid session")
+    // Opened, as a login leaves it in the memory store (which never seals it).
+    tower_oauth2_login::bench::session(&tower_oauth2_login::bench::new_session_id(), json)
+        .expect("a valid session")
 }
 
 /// `n` anonymous requests through the layer: the resident set before and after.

@@ -45,3 +45,40 @@ pub async fn verify_id_token(layer: &LoginLayer, raw: &str, nonce: &str) -> Resu
 pub fn open_pending_cookie(layer: &LoginLayer, name: &str, sealed: &str) -> Option<String> {
     layer.shared().cookies.open_pending(name, sealed)
 }
+
+/// A new session id, a cookie value as a login makes it.
+pub fn new_session_id() -> String {
+    crate::session::SessionId::generate().as_str().to_owned()
+}
+
+/// The store key of the session id `cookie_value`.
+pub fn session_key(cookie_value: &str) -> crate::SessionKey {
+    crate::SessionKey::for_cookie_value(cookie_value)
+}
+
+/// A session as a login makes it for the session id `cookie_value`, from its fields as
+/// JSON with the tokens in the clear (`access_token`, `refresh_token`, `id_token`, and the
+/// other fields of the stored form): opened, and sealed under the id's key when a store
+/// first serializes it.
+pub fn session(
+    cookie_value: &str,
+    fields: serde_json::Value,
+) -> Result<crate::Session, serde_json::Error> {
+    crate::session::from_plain_json(
+        fields,
+        crate::session::SealKey::for_cookie_value(cookie_value),
+    )
+}
+
+/// Opens a session read from a store as the layer does when its cache misses: the seal
+/// key derived from `cookie_value`, then the tokens decrypted. Whether they opened.
+pub fn open_session(session: &crate::Session, cookie_value: &str) -> bool {
+    session
+        .open(&crate::session::SealKey::for_cookie_value(cookie_value))
+        .is_ok()
+}
+
+/// The access token of an opened session, for tests that check what a store gave back.
+pub fn access_token(session: &crate::Session) -> Option<&str> {
+    session.access_token()
+}

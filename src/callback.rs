@@ -14,7 +14,7 @@ use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::cookie::{CallbackCookies, PendingIndex};
 use crate::error::FlowError;
-use crate::session::{now_secs, Claims, Session, SessionId};
+use crate::session::{now_secs, Claims, Secrets, Session, SessionId, Tokens};
 use crate::{cookie, page, userinfo};
 
 /// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
@@ -261,6 +261,8 @@ async fn complete(
     // 6. A new session under a fresh id (never one the browser brought: no fixation).
     let now = now_secs();
     let absolute = now.saturating_add(inner.absolute_lifetime.as_secs());
+    let id = SessionId::generate();
+    let (key, seal) = id.keys();
     let session = Session {
         subject: identity.subject,
         claims: Claims::from_map(&identity.claims),
@@ -268,11 +270,17 @@ async fn complete(
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect())
             .unwrap_or_else(|| inner.scopes.clone()),
-        access_token,
         access_expires_at,
         access_obtained_at: requested_at,
-        refresh_token: token.refresh_token().map(|t| t.secret().clone()),
-        id_token: inner.oidc.as_ref().and(id_token),
+        // Sealed under the key of the new id when a store first writes the session.
+        secrets: Secrets::new(
+            Tokens {
+                access_token,
+                refresh_token: token.refresh_token().map(|t| t.secret().clone()),
+                id_token: inner.oidc.as_ref().and(id_token),
+            },
+            seal,
+        ),
         sid: identity.sid,
         created_at: now,
         expires_at: now
@@ -280,8 +288,7 @@ async fn complete(
             .min(absolute),
         absolute_expires_at: absolute,
     };
-    let id = SessionId::generate();
-    if let Err(e) = inner.store.save(&id.key(), Arc::new(session)).await {
+    if let Err(e) = inner.store.save(&key, Arc::new(session)).await {
         tracing::error!(error = %e, "could not store the new session");
         return Err((FlowError::Store, return_to));
     }
@@ -309,7 +316,9 @@ async fn signed_in(inner: &Inner, session_cookie: Option<&str>) -> bool {
     let Some(id) = session_cookie.and_then(SessionId::parse) else {
         return false;
     };
-    matches!(inner.store.load(&id.key()).await, Ok(Some(s)) if !s.is_expired(now_secs()))
+    // Live, and this browser's: a record that does not open with its cookie is no session.
+    matches!(inner.store.load(&id.key()).await,
+        Ok(Some(s)) if !s.is_expired(now_secs()) && s.open(&id.seal_key()).is_ok())
 }
 
 /// The access token of a token response, if the layer can use it: RFC 6749 7.1 and

@@ -128,7 +128,8 @@ pub struct AccessToken {
 impl AccessToken {
     /// The token itself. Send it to the provider's APIs only; never to the browser.
     pub fn secret(&self) -> &str {
-        &self.session.access_token
+        // The layer hands handlers opened sessions only; a sealed one has no token to give.
+        self.session.access_token().unwrap_or_default()
     }
 
     /// When the token expires, in seconds since the Unix epoch, if the provider said.

@@ -24,7 +24,7 @@ use crate::error::FlowError;
 use crate::extract::AuthUser;
 use crate::refresh::{self, Refreshed};
 use crate::require_login::RequireLoginLayer;
-use crate::session::{now_secs, Session, SessionId, SessionKey};
+use crate::session::{self, now_secs, SealKey, Session, SessionId, SessionKey};
 use crate::{authorize, callback, cookie, logout, page, LoginLayerBuilder};
 
 /// The login middleware. Build it with [`LoginLayer::builder`] and add it to a router or
@@ -383,20 +383,25 @@ enum Lookup {
 /// The hot path when the store answers at once (the memory store): one cookie scan, one
 /// hash, one map read, nothing allocated, nothing awaited. `None` sends the request the
 /// long way ([`lookup`]): no session cookie, an unknown or expired session, a store that
-/// must be awaited, an idle deadline to push back or an access token to refresh.
+/// must be awaited, a session read from a store and not opened yet, an idle deadline to
+/// push back or an access token to refresh.
 fn lookup_now(inner: &Inner, headers: &HeaderMap) -> Option<Arc<Session>> {
     let value = cookie::find(headers, &inner.cookies.session_name).next()?;
     let key = SessionId::key_of(value)?;
     let session = inner.store.load_now(&key)??;
     let now = now_secs();
-    let fresh = !session.is_expired(now)
+    // No crypto here: a session whose tokens are still sealed takes the long way once,
+    // which opens it in place (the store's cache then holds it opened).
+    let fresh = session.is_open()
+        && !session.is_expired(now)
         && idle_deadline_due(inner, &session, now).is_none()
         && !refresh::needs_refresh(&session, inner.refresh_skew, now);
     fresh.then_some(session)
 }
 
 /// The session of a request, whatever it takes: one cookie scan, one hash, one store read,
-/// and when due a write of the idle deadline or a token refresh.
+/// opening its tokens when the store gave them sealed, and when due a write of the idle
+/// deadline or a token refresh.
 async fn lookup(inner: &Arc<Inner>, headers: &HeaderMap) -> Lookup {
     let Some(value) = cookie::find(headers, &inner.cookies.session_name).next() else {
         return Lookup::None { stale: false };
@@ -413,6 +418,12 @@ async fn lookup(inner: &Arc<Inner>, headers: &HeaderMap) -> Lookup {
                 }
                 return Lookup::None { stale: true };
             }
+            // Derived only once a session is found, so that a made-up cookie costs no
+            // HKDF.
+            let seal = SealKey::for_cookie_value(value);
+            let Some(session) = session::opened(session, &seal) else {
+                return Lookup::None { stale: true };
+            };
             let Some(session) = slide_idle_deadline(inner, &key, session, now).await else {
                 return Lookup::None { stale: true };
             };

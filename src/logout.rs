@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Inner;
 use crate::error::FlowError;
 use crate::oidc::LogoutRefusal;
-use crate::session::{OnceKey, Session, SessionId, SessionMatch};
+use crate::session::{self, OnceKey, Session, SessionId, SessionMatch};
 use crate::{cookie, page};
 
 /// The largest back-channel logout request body read.
@@ -42,10 +42,12 @@ pub(crate) async fn handle(inner: &Arc<Inner>, headers: &HeaderMap) -> Response<
         let Some(id) = SessionId::parse(value) else {
             continue;
         };
-        let key = id.key();
+        let (key, seal) = id.keys();
         inner.refresh_flights.forget(&key);
         match inner.store.load(&key).await {
-            Ok(session) => ended = ended.or(session),
+            // Its tokens (to revoke, for the ID token hint) only if it opens with this
+            // cookie; it is deleted either way.
+            Ok(session) => ended = ended.or(session.and_then(|s| session::opened(s, &seal))),
             Err(e) => {
                 tracing::error!(error = %e, "could not read the session at logout");
                 failed = true;
@@ -91,7 +93,7 @@ fn rp_initiated_logout(
     let mut url = end_session.clone();
     {
         let mut q = url.query_pairs_mut();
-        match session.and_then(|s| s.id_token.as_deref()) {
+        match session.and_then(Session::id_token) {
             Some(id_token) if inner.id_token_hint => {
                 q.append_pair("id_token_hint", id_token);
             }
@@ -151,9 +153,10 @@ fn revoke_in_background(inner: &Arc<Inner>, session: &Session) {
     let Some(url) = inner.revocation_url.clone() else {
         return;
     };
-    let (token, hint) = match &session.refresh_token {
-        Some(t) => (t.clone(), "refresh_token"),
-        None => (session.access_token.clone(), "access_token"),
+    let (token, hint) = match (session.refresh_token(), session.access_token()) {
+        (Some(t), _) => (t.to_owned(), "refresh_token"),
+        (None, Some(t)) => (t.to_owned(), "access_token"),
+        (None, None) => return,
     };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;

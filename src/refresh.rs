@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::oidc::NonceCheck;
-use crate::session::{now_secs, RefreshLock, Session, SessionKey};
+use crate::session::{self, now_secs, RefreshLock, Session, SessionKey};
 
 /// What became of a session whose access token needed a refresh.
 pub(crate) enum Refreshed {
@@ -97,7 +97,8 @@ impl Clone for Refreshed {
 pub(crate) fn needs_refresh(session: &Session, skew: Duration, now: u64) -> bool {
     // Without a refresh token there is nothing to do: the session goes on, and the
     // `AccessToken` extractor refuses the expired token.
-    let (Some(expires_at), Some(_)) = (session.access_expires_at, &session.refresh_token) else {
+    // (A session still sealed has none to see: the layer opens every session it serves.)
+    let (Some(expires_at), Some(_)) = (session.access_expires_at, session.refresh_token()) else {
         return false;
     };
     let lifetime = expires_at.saturating_sub(session.access_obtained_at);
@@ -184,7 +185,10 @@ async fn acquire(
             }
         }
         tokio::time::sleep(LOCK_POLL).await;
-        match inner.store.load(key).await {
+        // What another instance saved is sealed: opened with the key `seen` was opened with.
+        let loaded = inner.store.load(key).await;
+        let loaded = loaded.map(|s| s.and_then(|s| open_like(s, seen)));
+        match loaded {
             Ok(Some(s)) if !needs_refresh(&s, inner.refresh_skew, now_secs()) => {
                 return Err(Refreshed::Session(s));
             }
@@ -206,7 +210,8 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     // Another flight (or instance) may have refreshed since this request loaded the
     // session: start from the stored one, and stop if it is fresh already. Using a
     // refresh token that was just rotated away would end the session.
-    let mut current = match inner.store.load(key).await {
+    let loaded = inner.store.load(key).await;
+    let mut current = match loaded.map(|s| s.and_then(|s| open_like(s, &seen))) {
         Ok(Some(s)) => s,
         Ok(None) => {
             inner.refresh_flights.unsaved.remove(key);
@@ -250,7 +255,7 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     if !needs_refresh(&current, inner.refresh_skew, now) {
         return Refreshed::Session(current);
     }
-    let Some(refresh_token) = current.refresh_token.clone() else {
+    let Some(refresh_token) = current.refresh_token().map(str::to_owned) else {
         return Refreshed::Session(current);
     };
 
@@ -291,6 +296,9 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     }
 
     let mut next = (*current).clone();
+    let Some(mut tokens) = current.tokens().cloned() else {
+        return fallback(current);
+    };
     // OIDC Core 12.2: a refreshed ID token must be about the same user, from the same
     // issuer, for the same client, and must not carry a new nonce.
     if let (Some(oidc), Some(raw)) = (&inner.oidc, token.extra_fields().id_token.as_deref()) {
@@ -308,7 +316,7 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
                     && v.claims.get("iss") == current.claims.get::<Value>("iss").as_ref()
                     && v.claims.get("aud") == current.claims.get::<Value>("aud").as_ref() =>
             {
-                next.id_token = Some(raw.to_string());
+                tokens.id_token = Some(raw.to_string());
             }
             Ok(_) => {
                 tracing::warn!(
@@ -330,13 +338,17 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
             }
         }
     }
-    next.access_token = token.access_token().secret().clone();
+    tokens.access_token = token.access_token().secret().clone();
     next.access_obtained_at = now;
     next.access_expires_at = token.expires_in().map(|d| now.saturating_add(d.as_secs()));
     // Rotation: a new refresh token replaces the old one at once, which is never used
     // again. Without one, the old one stays valid (RFC 6749 6).
     if let Some(rotated) = token.refresh_token() {
-        next.refresh_token = Some(rotated.secret().clone());
+        tokens.refresh_token = Some(rotated.secret().clone());
+    }
+    if next.set_tokens(tokens).is_err() {
+        // Unreachable: `current` is opened, so it has its seal key.
+        return fallback(current);
     }
     if let Some(scopes) = token.scopes() {
         next.scopes = scopes.iter().map(|s| s.to_string()).collect();
@@ -359,6 +371,12 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     }
     tracing::debug!("access token refreshed");
     Refreshed::Session(next)
+}
+
+/// A session read from the store, opened with the key that opened `seen` (the same
+/// session, read earlier in this request); `None` when it does not open: no session.
+fn open_like(loaded: Arc<Session>, seen: &Session) -> Option<Arc<Session>> {
+    session::opened(loaded, &seen.seal_key()?)
 }
 
 /// After a failure that may pass: serve with the current token while it is still valid.
@@ -491,11 +509,16 @@ mod tests {
             subject: "s".into(),
             claims: Default::default(),
             scopes: vec![],
-            access_token: "a".into(),
             access_expires_at: expires,
             access_obtained_at: obtained,
-            refresh_token: refresh.then(|| "r".into()),
-            id_token: None,
+            secrets: session::Secrets::new(
+                session::Tokens {
+                    access_token: "a".into(),
+                    refresh_token: refresh.then(|| "r".into()),
+                    id_token: None,
+                },
+                session::SealKey::for_cookie_value("t"),
+            ),
             sid: None,
             created_at: obtained,
             expires_at: u64::MAX,

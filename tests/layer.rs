@@ -613,3 +613,133 @@ async fn sliding_the_idle_deadline_does_not_write_on_every_request() {
     }
     assert_eq!(saves.load(Ordering::SeqCst), 1, "no write per request");
 }
+
+/// A store of its own, as an app would write one over a database: each session kept as the
+/// text `serde_json::to_string` makes of it, and read back from that text.
+#[derive(Clone, Default)]
+struct JsonStore {
+    rows: Arc<std::sync::Mutex<std::collections::HashMap<SessionKey, String>>>,
+}
+
+impl JsonStore {
+    fn rows(&self) -> Vec<String> {
+        self.rows.lock().unwrap().values().cloned().collect()
+    }
+}
+
+impl JsonStore {
+    fn read(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        let row = self.rows.lock().unwrap().get(key).cloned();
+        row.and_then(|text| serde_json::from_str(&text).ok().map(Arc::new))
+    }
+}
+
+#[async_trait]
+impl SessionStore for JsonStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+        Ok(self.read(key))
+    }
+    /// Answers at once, with a session read from its text: sealed, so the layer must not
+    /// serve it on its hot path before opening it.
+    fn load_now(&self, key: &SessionKey) -> Option<Option<Arc<Session>>> {
+        Some(self.read(key))
+    }
+    async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&*session).map_err(|e| StoreError::new(e.to_string()))?;
+        self.rows.lock().unwrap().insert(*key, text);
+        Ok(())
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.rows.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn delete_matching(
+        &self,
+        target: &tower_oauth2_login::SessionMatch<'_>,
+    ) -> Result<usize, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let before = rows.len();
+        rows.retain(|_, text| {
+            !serde_json::from_str::<Session>(text).is_ok_and(|s| s.matches(target))
+        });
+        Ok(before - rows.len())
+    }
+}
+
+#[tokio::test]
+async fn a_custom_serialising_store_gets_sealed_sessions() {
+    let store = JsonStore::default();
+    let app = app::start_with(Options {
+        discover: true,
+        layer: {
+            let store = store.clone();
+            Box::new(move |b| b.with_store(store))
+        },
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    let rows = store.rows();
+    assert_eq!(rows.len(), 1);
+    let tokens: Vec<String> = app
+        .provider
+        .issued_access_tokens()
+        .into_iter()
+        .chain(app.provider.issued_refresh_tokens())
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    for token in &tokens {
+        assert!(
+            !rows[0].contains(token.as_str()),
+            "in the clear: {}",
+            rows[0]
+        );
+    }
+    assert!(
+        !rows[0].contains("eyJ"),
+        "the ID token in the clear: {}",
+        rows[0]
+    );
+    let row: serde_json::Value = serde_json::from_str(&rows[0]).unwrap();
+    assert_eq!(row["subject"], "alice");
+    assert!(row["sid"].is_string(), "back-channel logout can find it");
+
+    // Every request reads the text back; the layer opens the tokens with the cookie.
+    let hash = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(hash.status, StatusCode::OK);
+    assert_eq!(
+        hash.body,
+        app::token_hash(&app.provider.issued_access_tokens()[0])
+    );
+
+    // Logout has what it needs from the sealed record: the refresh token to revoke, the ID
+    // token for the end-session hint.
+    let res = browser
+        .request(
+            http::Method::POST,
+            &app.url("/logout"),
+            &[
+                ("origin", app.base.as_str()),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        )
+        .await;
+    let end_session = res
+        .location()
+        .expect("to the provider's end-session endpoint");
+    assert!(
+        app::param(end_session, "id_token_hint").is_some(),
+        "{end_session}"
+    );
+    let refresh_token = app.provider.issued_refresh_tokens()[0].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !app.provider.revoked_tokens().contains(&refresh_token) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh token was not revoked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(store.rows().is_empty());
+}

@@ -29,25 +29,30 @@ fn key(n: u8) -> SessionKey {
     SessionKey::from_bytes(bytes)
 }
 
-/// A session as the layer would make it, `idle` and `absolute` seconds from now.
-fn session(subject: &str, sid: Option<&str>, idle: u64, absolute: u64) -> Arc<Session> {
+/// The fields of a session as the layer would make it, `idle` and `absolute` seconds from
+/// now, with its tokens in the clear.
+fn fields(subject: &str, sid: Option<&str>, idle: u64, absolute: u64) -> serde_json::Value {
     let now = now();
-    Arc::new(
-        serde_json::from_value(serde_json::json!({
-            "subject": subject,
-            "claims": {"sub": subject, "name": "Alice Ünicode", "groups": ["a", "b"]},
-            "scopes": ["openid", "profile"],
-            "access_token": "access-token-secret",
-            "access_expires_at": now + 300,
-            "refresh_token": "refresh-token-secret",
-            "id_token": null,
-            "sid": sid,
-            "created_at": now,
-            "expires_at": now + idle.min(absolute),
-            "absolute_expires_at": now + absolute,
-        }))
-        .unwrap(),
-    )
+    serde_json::json!({
+        "subject": subject,
+        "claims": {"sub": subject, "name": "Alice Ünicode", "groups": ["a", "b"]},
+        "scopes": ["openid", "profile"],
+        "access_token": "access-token-secret",
+        "access_expires_at": now + 300,
+        "refresh_token": "refresh-token-secret",
+        "id_token": null,
+        "sid": sid,
+        "created_at": now,
+        "expires_at": now + idle.min(absolute),
+        "absolute_expires_at": now + absolute,
+    })
+}
+
+/// Such a session for a fresh session id (these tests store it under keys of their own: a
+/// store never opens a session).
+fn session(subject: &str, sid: Option<&str>, idle: u64, absolute: u64) -> Arc<Session> {
+    let id = tower_oauth2_login::bench::new_session_id();
+    Arc::new(tower_oauth2_login::bench::session(&id, fields(subject, sid, idle, absolute)).unwrap())
 }
 
 fn session_key(k: &SessionKey) -> String {
@@ -1201,4 +1206,180 @@ async fn the_same_jti_from_two_issuers_is_two_tokens() {
     );
     let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}once:*")]);
     assert_eq!(keys.len(), 2, "{keys:?}");
+
+// ---- Sealed tokens at rest (DESIGN §3, §5 item 23) ----------------------------------------
+
+/// The Redis key of the session of the cookie value `id`.
+fn record_of(id: &str) -> String {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{PREFIX}session:{hex}")
+}
+
+/// An OpenID Connect app (so that there is an ID token to keep) on `server`.
+async fn oidc_instance(server: &RedisServer) -> TestApp {
+    let store = store(server).await;
+    app::start_with(Options {
+        discover: true,
+        layer: Box::new(move |b| b.with_store(store)),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Signs a new browser in on `app`; returns it and its session id.
+async fn signed_in(app: &TestApp) -> (Browser, String) {
+    let browser = Browser::new();
+    let res = app.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{res:#?}");
+    let id = browser
+        .cookie(&app.base, "oauth2_session")
+        .expect("a session");
+    assert_eq!(
+        browser.get_json(&app.url("/me")).await.status,
+        StatusCode::OK
+    );
+    (browser, id)
+}
+
+/// `url` as `browser` sees it once the change just made in Redis has reached the app's
+/// local cache (an invalidation message: well under a second).
+async fn after_invalidation(browser: &Browser, url: &str) -> app::Seen {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let res = browser.get_json(url).await;
+        if res.status != StatusCode::OK || Instant::now() > deadline {
+            return res;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_dump_holds_no_token() {
+    let server = RedisServer::start();
+    let app = oidc_instance(&server).await;
+    let (browser, id) = signed_in(&app).await;
+    let raw: String = server.cmd(&["GET", &record_of(&id)]);
+    let tokens: Vec<String> = app
+        .provider
+        .issued_access_tokens()
+        .into_iter()
+        .chain(app.provider.issued_refresh_tokens())
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "the provider issued an access and a refresh token"
+    );
+    for token in &tokens {
+        assert!(
+            !raw.contains(token.as_str()),
+            "a token in the clear in {raw}"
+        );
+    }
+    assert!(!raw.contains("eyJ"), "no JWT (the ID token) in {raw}");
+    assert!(!raw.contains(&id), "nor the session id");
+    // What expiry and back-channel logout need is readable.
+    let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(record["subject"], "alice");
+    assert!(record["expires_at"].is_u64());
+    // Every key the store wrote: none holds a token.
+    let keys: Vec<String> = server.cmd(&["KEYS", "*"]);
+    for key in keys {
+        if server.cmd::<String>(&["TYPE", &key]) == "string" {
+            let value: String = server.cmd(&["GET", &key]);
+            for token in &tokens {
+                assert!(!value.contains(token.as_str()), "{key}");
+            }
+        }
+    }
+    // And the handler still gets its token, opened with the cookie.
+    let hash = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(hash.status, StatusCode::OK);
+    assert_eq!(
+        hash.body,
+        app::token_hash(app.provider.issued_access_tokens().last().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_record_moved_under_another_session_is_refused() {
+    let server = RedisServer::start();
+    let app = oidc_instance(&server).await;
+    let (a, a_id) = signed_in(&app).await;
+    let (b, b_id) = signed_in(&app).await;
+    // Someone with write access to Redis gives B the record of A (the same user here, so
+    // only the tokens differ: B would act with A's).
+    let a_record: String = server.cmd(&["GET", &record_of(&a_id)]);
+    let _: () = server.cmd(&["SET", &record_of(&b_id), &a_record, "KEEPTTL"]);
+    let res = after_invalidation(&b, &app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res:#?}");
+    assert!(
+        res.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("oauth2_session=;")),
+        "the stale cookie is cleared"
+    );
+    // A's own session is untouched.
+    assert_eq!(a.get_json(&app.url("/me")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_edited_record_is_no_session() {
+    let server = RedisServer::start();
+    let app = oidc_instance(&server).await;
+    let (browser, id) = signed_in(&app).await;
+    let key = record_of(&id);
+    let original: String = server.cmd(&["GET", &key]);
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut record: serde_json::Value = serde_json::from_str(&original).unwrap();
+        f(&mut record);
+        let _: () = server.cmd(&["SET", &key, &record.to_string(), "KEEPTTL"]);
+    };
+    // Who the session is, rewritten in the store.
+    edit(&|r| r["subject"] = "mallory".into());
+    let res = after_invalidation(&browser, &app.url("/me")).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert!(!res.body.contains("mallory"));
+
+    let (browser, id) = signed_in(&app).await;
+    let key = record_of(&id);
+    let original: String = server.cmd(&["GET", &key]);
+    let mut record: serde_json::Value = serde_json::from_str(&original).unwrap();
+    // One bit of the sealed tokens flipped (a character of the base64 text changed).
+    let sealed = record["sealed"].as_str().expect("sealed tokens").to_owned();
+    let mid = sealed.len() / 2;
+    let flipped = if &sealed[mid..=mid] == "A" { "B" } else { "A" };
+    record["sealed"] = format!("{}{flipped}{}", &sealed[..mid], &sealed[mid + 1..]).into();
+    let _: () = server.cmd(&["SET", &key, &record.to_string(), "KEEPTTL"]);
+    let res = after_invalidation(&browser, &app.url("/me")).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    // Garbage there is no session either, and no 500 (the cookie sent again by hand: the
+    // browser was told to forget it).
+    let _: () = server.cmd(&["SET", &key, "{\"subject\":1}", "KEEPTTL"]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(me_with_cookie(&app, &id).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_local_cache_keeps_sessions_opened() {
+    use tower_oauth2_login::bench;
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let id = bench::new_session_id();
+    let k = bench::session_key(&id);
+    let made = bench::session(&id, fields("alice", None, 600, 3600)).unwrap();
+    store.save(&k, Arc::new(made)).await.unwrap();
+    // A miss: what Redis gave, sealed.
+    let read = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(bench::access_token(&read), None);
+    assert!(!bench::open_session(&read, &bench::new_session_id()));
+    assert!(bench::open_session(&read, &id));
+    // The cached copy is that very session, opened once: the hot path does no crypto.
+    let cached = store.load_now(&k).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&cached, &read));
+    assert_eq!(bench::access_token(&cached), Some("access-token-secret"));
 }

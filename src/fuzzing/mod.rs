@@ -21,7 +21,7 @@ use crate::callback::{self, CallbackParams};
 use crate::config::Inner;
 use crate::error::FlowError;
 use crate::oidc::{NonceCheck, Oidc};
-use crate::session::{now_secs, SessionId};
+use crate::session::{now_secs, SealKey, Session, SessionId};
 use crate::{cookie, LoginLayer};
 
 /// The issuer of the fixed test configuration.
@@ -682,6 +682,50 @@ pub fn verify_logout_token(raw: &str) -> Result<(Option<String>, Option<String>)
         .map_err(|refused| format!("{refused:?}"))
 }
 
+/// The session id the seed record of [`stored_session`] is sealed for.
+pub const STORED_SESSION_ID: &str = "fuzzSeedSessionId_0123456789abcdefghijklmno";
+/// The access token sealed in that record: the only one any input may open to.
+const STORED_ACCESS_TOKEN: &str = "fuzz-seed-access-token";
+
+/// A record as the layer writes it to a store, sealed for [`STORED_SESSION_ID`].
+pub fn stored_session_seed() -> String {
+    let now = now_secs();
+    let session = crate::session::from_plain_json(
+        json!({
+            "subject": "alice", "claims": {"sub": "alice", "name": "Alice"},
+            "scopes": ["openid"], "access_token": STORED_ACCESS_TOKEN,
+            "access_expires_at": now + 600, "refresh_token": "fuzz-seed-refresh-token",
+            "id_token": "x.y.z", "sid": "s1", "created_at": now,
+            "expires_at": now + 600, "absolute_expires_at": now + 3600,
+        }),
+        SealKey::for_cookie_value(STORED_SESSION_ID),
+    )
+    .expect("a valid session");
+    serde_json::to_string(&session).expect("a session serializes")
+}
+
+/// A session record as a store could hold it (a dump, an attacker with write access):
+/// read, written back and opened with the key of the session id before the first `\n`.
+/// Never a panic; what is read writes back to the same record; and only a record sealed
+/// for that id opens (from the seeds: [`STORED_SESSION_ID`]'s, to its own tokens).
+pub fn stored_session(data: &[u8]) {
+    let (id, record) = split2(data);
+    let Ok(session) = serde_json::from_slice::<Session>(record) else {
+        return;
+    };
+    let written = serde_json::to_value(&session).expect("a session read writes back");
+    let again: Session = serde_json::from_value(written.clone()).expect("and reads again");
+    assert_eq!(serde_json::to_value(&again).expect("writes"), written);
+    let id = String::from_utf8_lossy(id);
+    if let Ok(tokens) = session.open(&SealKey::for_cookie_value(&id)) {
+        assert_eq!(id, STORED_SESSION_ID, "opened for another id");
+        assert_eq!(tokens.access_token, STORED_ACCESS_TOKEN);
+    }
+    assert!(session
+        .open(&SealKey::for_cookie_value("another id"))
+        .is_err());
+}
+
 /// Splits bytes in two at the first `\n` (for targets with two inputs).
 pub fn split2(data: &[u8]) -> (&[u8], &[u8]) {
     match data.iter().position(|b| *b == b'\n') {
@@ -739,6 +783,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("return_to", b("/protected?x=%2F#frag")),
         ("return_to", b("/%252F%252Fevil.example")),
         ("session_cookie", b("a=1; __Host-oauth2_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; __Secure-oauth2_pending_x=y")),
+        ("stored_session", b(&format!("{STORED_SESSION_ID}\n{}", stored_session_seed()))),
+        ("stored_session", b(&format!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n{}", stored_session_seed()))),
         // Sealed for another state: moved to this one, it must not open.
         ("pending_cookie", b(&format!("b-state\n{pending_value}"))),
         ("pending_cookie", b(r#"{"s":"st","v":"ver","r":"/x","t":1700000000,"n":"nn"}"#)),

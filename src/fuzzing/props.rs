@@ -1022,6 +1022,7 @@ fn run_target(target: &str, data: &[u8]) {
         }
         "return_to" => return_to(&text(data)),
         "session_cookie" => session_cookie(data),
+        "stored_session" => stored_session(data),
         "pending_cookie" => {
             let (state, value) = split2(data);
             forged_pending(&text(state), value);
@@ -1037,6 +1038,33 @@ fn run_target(target: &str, data: &[u8]) {
         "id_token" => super::id_token(&text(data)),
         "logout_token" => super::logout_token(&text(data)),
         other => panic!("unknown target {other}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// A stored record with bytes changed, cut or spliced: read or refused, never a panic,
+    /// and it opens only for its own session id, to its own tokens.
+    #[test]
+    fn a_stored_session_edited_opens_for_nobody_else(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+        cut_it in any::<bool>(),
+        id in prop_oneof![Just(STORED_SESSION_ID.to_string()), "[A-Za-z0-9_-]{43}"],
+    ) {
+        let mut record = stored_session_seed().into_bytes();
+        for (at, byte) in edits {
+            let i = at.index(record.len());
+            record[i] = byte;
+        }
+        if cut_it {
+            record.truncate(cut.index(record.len() + 1));
+        }
+        let mut data = id.into_bytes();
+        data.push(b'\n');
+        data.extend_from_slice(&record);
+        stored_session(&data);
     }
 }
 

@@ -44,6 +44,12 @@ impl Claims {
         }
     }
 
+    /// The compact JSON text ("" for no claims): the same for the same claims however the
+    /// session was stored and read, since it is always written from the parsed map.
+    pub(crate) fn as_json(&self) -> &str {
+        &self.json
+    }
+
     /// The claims as a map, built on first use and kept.
     pub(crate) fn map(&self) -> &Map<String, Value> {
         self.map.get_or_init(|| self.parse())

@@ -2,7 +2,11 @@
 //!
 //! The browser holds only an opaque, random 256-bit session id. The store never sees that
 //! id: it is keyed by the SHA-256 of it ([`SessionKey`]), so a dump of the store holds no
-//! value that could be replayed as a cookie.
+//! value that could be replayed as a cookie. Nor any token: a session's serde form (what
+//! `RedisStore` and any serialising store write) carries the access, refresh and ID tokens
+//! sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the session id, so only
+//! a request with the cookie can open them; the layer opens a session once when it reads it
+//! from a store, and serves cached sessions opened.
 //!
 //! Two stores come with the crate: [`MemoryStore`] (the default: one instance, fastest,
 //! lost on restart) and, with the feature `redis`, `RedisStore` (Redis or Valkey:
@@ -13,18 +17,19 @@ mod memory;
 mod once;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod seal;
 #[cfg(feature = "redis")]
 mod tracked_cache;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::claims::Claims;
@@ -32,6 +37,8 @@ pub use self::memory::MemoryStore;
 pub use self::once::OnceKey;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+use self::seal::{Binding, Sealed};
+pub(crate) use self::seal::{SealError, SealKey, Tokens};
 use crate::error::StoreError;
 
 /// Seconds since the Unix epoch, the time unit of every stored deadline.
@@ -115,6 +122,16 @@ impl SessionId {
     pub(crate) fn key(&self) -> SessionKey {
         SessionKey::for_cookie_value(&self.0)
     }
+
+    /// The key that seals this session's tokens: derived from the id, never stored.
+    pub(crate) fn seal_key(&self) -> SealKey {
+        SealKey::for_cookie_value(&self.0)
+    }
+
+    /// Both keys of the id: where its session is stored, and what opens its tokens.
+    pub(crate) fn keys(&self) -> (SessionKey, SealKey) {
+        (self.key(), self.seal_key())
+    }
 }
 
 impl SessionKey {
@@ -134,28 +151,60 @@ impl fmt::Debug for SessionId {
 /// Everything the server keeps about one signed-in browser.
 ///
 /// Tokens live here and nowhere else: never in a cookie, a URL, a page or a log (the
-/// `Debug` output leaves them out).
-#[derive(Clone, Serialize, Deserialize)]
+/// `Debug` output leaves them out). They are never in a store either: the serde form of a
+/// session, which is what `RedisStore` writes and what any serialising store gets, holds
+/// the access, refresh and ID tokens only sealed (AES-256-GCM under a key derived from the
+/// session id, which stores never see). Subject, sid, claims, scopes and deadlines stay
+/// readable, for expiry and back-channel logout. A store that keeps `Arc<Session>`s in
+/// memory (like [`MemoryStore`]) keeps them opened, as the layer made them.
+#[derive(Clone)]
 pub struct Session {
     pub(crate) subject: String,
     /// Compact JSON text, parsed on demand (see [`Claims`] for why).
     pub(crate) claims: Claims,
     pub(crate) scopes: Vec<String>,
-    pub(crate) access_token: String,
     pub(crate) access_expires_at: Option<u64>,
     /// When the current access token was obtained, to know its lifetime.
-    #[serde(default)]
     pub(crate) access_obtained_at: u64,
-    pub(crate) refresh_token: Option<String>,
-    pub(crate) id_token: Option<String>,
     /// The provider's session id (`sid` claim, OpenID Connect), for back-channel logout.
-    #[serde(default)]
     pub(crate) sid: Option<String>,
     pub(crate) created_at: u64,
     /// When the session ends unless it is used: min(idle deadline, absolute deadline).
     pub(crate) expires_at: u64,
     /// When the session ends however much it is used.
     pub(crate) absolute_expires_at: u64,
+    /// The tokens, sealed and in the clear.
+    pub(crate) secrets: Secrets,
+}
+
+/// A session's tokens, in the two forms it may have.
+///
+/// A session made by the layer (a login, a refresh) starts opened and is sealed the first
+/// time a store serializes it; a session read from a store starts sealed and is opened by
+/// the layer once, with the key from the cookie. Both forms are then kept: an idle-deadline
+/// write reuses the sealed form as it is, and a cached session is served opened, with no
+/// crypto per request (DESIGN §7).
+#[derive(Clone, Default)]
+pub(crate) struct Secrets {
+    sealed: OnceLock<Sealed>,
+    opened: OnceLock<Opened>,
+}
+
+#[derive(Clone)]
+struct Opened {
+    tokens: Tokens,
+    /// The key they were opened with (or will be sealed with): never serialized.
+    seal: SealKey,
+}
+
+impl Secrets {
+    /// New tokens, to be sealed under `seal` when a store first serializes them.
+    pub(crate) fn new(tokens: Tokens, seal: SealKey) -> Self {
+        Secrets {
+            sealed: OnceLock::new(),
+            opened: OnceLock::from(Opened { tokens, seal }),
+        }
+    }
 }
 
 impl Session {
@@ -166,16 +215,105 @@ impl Session {
             subject: subject.into(),
             claims: Default::default(),
             scopes: vec![],
-            access_token: "at".into(),
             access_expires_at: None,
             access_obtained_at: now_secs(),
-            refresh_token: None,
-            id_token: None,
             sid: None,
             created_at: now_secs(),
             expires_at,
             absolute_expires_at,
+            secrets: Secrets::new(
+                Tokens {
+                    access_token: "at".into(),
+                    refresh_token: None,
+                    id_token: None,
+                },
+                SealKey::for_cookie_value("for-tests"),
+            ),
         }
+    }
+
+    fn binding(&self) -> Binding<'_> {
+        Binding {
+            subject: &self.subject,
+            sid: self.sid.as_deref(),
+            claims: self.claims.as_json(),
+            created_at: self.created_at,
+            absolute_expires_at: self.absolute_expires_at,
+        }
+    }
+
+    /// Opens the tokens with the seal key of the session's id, once: later calls compare
+    /// the key and return what was opened. A session that does not open (sealed under
+    /// another id, edited in the store, or of a format this version cannot read) must be
+    /// treated as no session.
+    pub(crate) fn open(&self, seal: &SealKey) -> Result<&Tokens, SealError> {
+        if let Some(opened) = self.secrets.opened.get() {
+            return if opened.seal.same_as(seal) {
+                Ok(&opened.tokens)
+            } else {
+                Err(SealError)
+            };
+        }
+        let sealed = self.secrets.sealed.get().ok_or(SealError)?;
+        let tokens = seal::open(sealed, seal, &self.binding())?;
+        // Two requests may open the same cached session at once: the first one's is kept,
+        // the same tokens either way.
+        let opened = self.secrets.opened.get_or_init(|| Opened {
+            tokens,
+            seal: *seal,
+        });
+        Ok(&opened.tokens)
+    }
+
+    /// Whether the tokens are open: the hot path serves only sessions that are.
+    pub(crate) fn is_open(&self) -> bool {
+        self.secrets.opened.get().is_some()
+    }
+
+    /// The tokens, if opened.
+    pub(crate) fn tokens(&self) -> Option<&Tokens> {
+        self.secrets.opened.get().map(|o| &o.tokens)
+    }
+
+    /// The access token, if the tokens are opened.
+    pub(crate) fn access_token(&self) -> Option<&str> {
+        self.tokens().map(|t| t.access_token.as_str())
+    }
+
+    /// The refresh token, if there is one and the tokens are opened.
+    pub(crate) fn refresh_token(&self) -> Option<&str> {
+        self.tokens().and_then(|t| t.refresh_token.as_deref())
+    }
+
+    /// The ID token, if there is one and the tokens are opened.
+    pub(crate) fn id_token(&self) -> Option<&str> {
+        self.tokens().and_then(|t| t.id_token.as_deref())
+    }
+
+    /// The key the tokens were opened with, to open this session's record again (a
+    /// refresh re-reads it from the store).
+    pub(crate) fn seal_key(&self) -> Option<SealKey> {
+        self.secrets.opened.get().map(|o| o.seal)
+    }
+
+    /// Replaces the tokens (a refresh): sealed afresh, under the same key, at the next
+    /// save. `Err` when this session was never opened, so has no key to seal with.
+    pub(crate) fn set_tokens(&mut self, tokens: Tokens) -> Result<(), SealError> {
+        let seal = self.seal_key().ok_or(SealError)?;
+        self.secrets = Secrets::new(tokens, seal);
+        Ok(())
+    }
+
+    /// The sealed tokens, sealing them now if this session was made here and not yet
+    /// stored.
+    fn sealed(&self) -> Result<&Sealed, SealError> {
+        if let Some(sealed) = self.secrets.sealed.get() {
+            return Ok(sealed);
+        }
+        let opened = self.secrets.opened.get().ok_or(SealError)?;
+        let sealed = seal::seal(&opened.tokens, &opened.seal, &self.binding())?;
+        // Two saves of the same new session at once may both seal: either value opens.
+        Ok(self.secrets.sealed.get_or_init(|| sealed))
     }
 
     /// The stable identifier of the user at the provider.
@@ -252,7 +390,151 @@ impl fmt::Debug for Session {
     }
 }
 
+/// The stored form of a session, as written: the readable fields and the sealed tokens.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    subject: &'a str,
+    claims: &'a Claims,
+    scopes: &'a [String],
+    access_expires_at: Option<u64>,
+    access_obtained_at: u64,
+    sid: Option<&'a str>,
+    created_at: u64,
+    expires_at: u64,
+    absolute_expires_at: u64,
+    sealed: &'a Sealed,
+}
+
+/// The stored form of a session, as read. `sealed` is required: a record of a version that
+/// kept the tokens in the clear is not read (the browser signs in again), so that no
+/// plain-text record is ever taken for a session.
+#[derive(Deserialize)]
+struct Stored {
+    subject: String,
+    claims: Claims,
+    scopes: Vec<String>,
+    access_expires_at: Option<u64>,
+    #[serde(default)]
+    access_obtained_at: u64,
+    #[serde(default)]
+    sid: Option<String>,
+    created_at: u64,
+    expires_at: u64,
+    absolute_expires_at: u64,
+    sealed: Sealed,
+}
+
+/// The stored form: every field but the tokens readable, the tokens sealed (see
+/// [`Session`]). Fails for a session that is neither sealed nor opened, which the layer
+/// never makes.
+impl Serialize for Session {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let sealed = self.sealed().map_err(serde::ser::Error::custom)?;
+        StoredRef {
+            subject: &self.subject,
+            claims: &self.claims,
+            scopes: &self.scopes,
+            access_expires_at: self.access_expires_at,
+            access_obtained_at: self.access_obtained_at,
+            sid: self.sid.as_deref(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            absolute_expires_at: self.absolute_expires_at,
+            sealed,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A session as a store wrote it: sealed, to be opened by the layer with the key from the
+/// cookie.
+impl<'de> Deserialize<'de> for Session {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = Stored::deserialize(deserializer)?;
+        Ok(Session {
+            subject: s.subject,
+            claims: s.claims,
+            scopes: s.scopes,
+            access_expires_at: s.access_expires_at,
+            access_obtained_at: s.access_obtained_at,
+            sid: s.sid,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            absolute_expires_at: s.absolute_expires_at,
+            secrets: Secrets {
+                sealed: OnceLock::from(s.sealed),
+                opened: OnceLock::new(),
+            },
+        })
+    }
+}
+
+/// `session` with its tokens opened with `seal`, or `None` when they do not open (then it
+/// is no session: sealed under another id, or edited in the store).
+pub(crate) fn opened(session: Arc<Session>, seal: &SealKey) -> Option<Arc<Session>> {
+    match session.open(seal) {
+        Ok(_) => Some(session),
+        Err(_) => {
+            tracing::warn!("a stored session does not open with its cookie: treated as no session");
+            None
+        }
+    }
+}
+
+/// A session from its fields with the tokens in the clear, as a login makes it: for the
+/// benches and tests (`crate::bench`), which have no login to make one.
+#[cfg(feature = "dev-provider")]
+pub(crate) fn from_plain_json(
+    fields: serde_json::Value,
+    seal: SealKey,
+) -> Result<Session, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Plain {
+        subject: String,
+        claims: Claims,
+        scopes: Vec<String>,
+        access_token: String,
+        access_expires_at: Option<u64>,
+        #[serde(default)]
+        access_obtained_at: u64,
+        #[serde(default)]
+        refresh_token: Option<String>,
+        #[serde(default)]
+        id_token: Option<String>,
+        #[serde(default)]
+        sid: Option<String>,
+        created_at: u64,
+        expires_at: u64,
+        absolute_expires_at: u64,
+    }
+    let p: Plain = serde_json::from_value(fields)?;
+    Ok(Session {
+        subject: p.subject,
+        claims: p.claims,
+        scopes: p.scopes,
+        access_expires_at: p.access_expires_at,
+        access_obtained_at: p.access_obtained_at,
+        sid: p.sid,
+        created_at: p.created_at,
+        expires_at: p.expires_at,
+        absolute_expires_at: p.absolute_expires_at,
+        secrets: Secrets::new(
+            Tokens {
+                access_token: p.access_token,
+                refresh_token: p.refresh_token,
+                id_token: p.id_token,
+            },
+            seal,
+        ),
+    })
+}
+
 /// Where sessions live. Implement it to keep sessions in your own database.
+///
+/// A store that serializes sessions (`serde`) gets their tokens sealed without doing
+/// anything: the serde form of a [`Session`] never holds a token in the clear, and a record
+/// that does not open with its own cookie (moved under another key, edited) is taken by the
+/// layer for no session. Keep the serde form as it is: the layer needs every field back.
 ///
 /// The layer calls [`load`](SessionStore::load) once per request that carries a session
 /// cookie, so it should be fast; [`save`](SessionStore::save) runs at login and at most
@@ -461,6 +743,164 @@ mod tests {
             assert!(SessionId::parse(bad).is_none(), "{bad:?}");
             assert!(SessionId::key_of(bad).is_none(), "{bad:?}");
         }
+    }
+
+    /// A session as a login makes it for the id `id`, with tokens one can look for.
+    fn signed_in(id: &SessionId) -> Session {
+        let mut s = Session::for_tests("alice", now_secs() + 600, now_secs() + 3600);
+        s.sid = Some("sid-1".into());
+        s.claims = Claims::from_map(
+            serde_json::json!({"sub": "alice", "groups": ["a"]})
+                .as_object()
+                .unwrap(),
+        );
+        s.secrets = Secrets::new(
+            Tokens {
+                access_token: "access-SECRET-1".into(),
+                refresh_token: Some("refresh-SECRET-1".into()),
+                id_token: Some("eyJ.id-SECRET-1.sig".into()),
+            },
+            id.seal_key(),
+        );
+        s
+    }
+
+    const SECRETS: [&str; 3] = ["access-SECRET-1", "refresh-SECRET-1", "id-SECRET-1"];
+
+    fn assert_no_secret(text: &str) {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn the_stored_form_holds_no_token_and_opens_only_with_its_id() {
+        let id = SessionId::generate();
+        let other = SessionId::generate();
+        let text = serde_json::to_string(&signed_in(&id)).unwrap();
+        assert_no_secret(&text);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // What expiry and back-channel logout need stays readable.
+        assert_eq!(value["subject"], "alice");
+        assert_eq!(value["sid"], "sid-1");
+        assert_eq!(value["claims"]["groups"][0], "a");
+        assert!(value["expires_at"].is_u64() && value["absolute_expires_at"].is_u64());
+        for name in ["access_token", "refresh_token", "id_token"] {
+            assert!(value.get(name).is_none(), "{name}");
+        }
+
+        let read: Session = serde_json::from_str(&text).unwrap();
+        assert!(!read.is_open());
+        assert!(read.access_token().is_none() && read.refresh_token().is_none());
+        assert_eq!(read.open(&other.seal_key()).unwrap_err(), SealError);
+        assert!(!read.is_open());
+        let tokens = read.open(&id.seal_key()).unwrap();
+        assert_eq!(tokens.access_token, "access-SECRET-1");
+        assert!(read.is_open());
+        assert_eq!(read.refresh_token(), Some("refresh-SECRET-1"));
+        assert_eq!(read.id_token(), Some("eyJ.id-SECRET-1.sig"));
+        // Opened once; another key still gets nothing.
+        assert!(read.open(&other.seal_key()).is_err());
+        assert!(read.open(&id.seal_key()).is_ok());
+        assert_no_secret(&format!("{read:?}{:?}{:?}", id.seal_key(), read.tokens()));
+    }
+
+    #[test]
+    fn an_idle_slide_keeps_the_sealed_tokens_and_new_tokens_are_sealed_afresh() {
+        let id = SessionId::generate();
+        let stored = |s: &Session| serde_json::to_value(s).unwrap();
+        let made = signed_in(&id);
+        let first = stored(&made);
+        assert_eq!(stored(&made)["sealed"], first["sealed"], "sealed once");
+        let read: Session = serde_json::from_value(first.clone()).unwrap();
+        read.open(&id.seal_key()).unwrap();
+
+        let mut slid = read.clone();
+        slid.expires_at += 60;
+        let after_slide = stored(&slid);
+        assert_eq!(
+            after_slide["sealed"], first["sealed"],
+            "no crypto for a deadline"
+        );
+        assert_eq!(
+            after_slide["expires_at"],
+            first["expires_at"].as_u64().unwrap() + 60
+        );
+
+        let mut refreshed = read.clone();
+        let mut tokens = refreshed.tokens().unwrap().clone();
+        tokens.access_token = "access-SECRET-2".into();
+        refreshed.set_tokens(tokens).unwrap();
+        let after_refresh = stored(&refreshed);
+        assert_ne!(after_refresh["sealed"], first["sealed"]);
+        assert!(!after_refresh.to_string().contains("access-SECRET-2"));
+        let again: Session = serde_json::from_value(after_refresh).unwrap();
+        assert_eq!(
+            again.open(&id.seal_key()).unwrap().access_token,
+            "access-SECRET-2"
+        );
+        assert_eq!(again.refresh_token(), Some("refresh-SECRET-1"));
+
+        // A session read and never opened has no key to seal new tokens with.
+        let mut sealed_only: Session = serde_json::from_value(first).unwrap();
+        assert!(sealed_only
+            .set_tokens(read.tokens().unwrap().clone())
+            .is_err());
+    }
+
+    #[test]
+    fn an_edited_or_moved_record_does_not_open() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        let record = serde_json::to_value(signed_in(&a)).unwrap();
+        let opens = |value: &serde_json::Value, id: &SessionId| {
+            let s: Session = serde_json::from_value(value.clone()).unwrap();
+            s.open(&id.seal_key()).is_ok()
+        };
+        assert!(opens(&record, &a));
+        assert!(!opens(&record, &b), "moved under another id's key");
+        let edits: [(&str, serde_json::Value); 5] = [
+            ("subject", "mallory".into()),
+            ("sid", "sid-2".into()),
+            (
+                "claims",
+                serde_json::json!({"sub": "alice", "groups": ["admin"]}),
+            ),
+            ("created_at", 1.into()),
+            (
+                "absolute_expires_at",
+                (now_secs() + 10 * 365 * 86_400).into(),
+            ),
+        ];
+        for (field, value) in edits {
+            let mut edited = record.clone();
+            edited[field] = value;
+            assert!(!opens(&edited, &a), "{field} edited");
+        }
+        // B's tokens put in A's record do not open with A's cookie.
+        let mut swapped = record.clone();
+        swapped["sealed"] = serde_json::to_value(signed_in(&b)).unwrap()["sealed"].clone();
+        assert!(!opens(&swapped, &a));
+        // The sliding deadline is not bound (it changes without the tokens).
+        let mut slid = record.clone();
+        slid["expires_at"] = (now_secs() + 900).into();
+        assert!(opens(&slid, &a));
+    }
+
+    #[test]
+    fn plain_text_records_are_not_read() {
+        let now = now_secs();
+        let old = serde_json::json!({
+            "subject": "alice", "claims": {}, "scopes": [],
+            "access_token": "access-SECRET-1", "access_expires_at": null,
+            "refresh_token": null, "id_token": null,
+            "created_at": now, "expires_at": now + 60, "absolute_expires_at": now + 60,
+        });
+        assert!(serde_json::from_value::<Session>(old).is_err());
+        let mut bogus = serde_json::to_value(signed_in(&SessionId::generate())).unwrap();
+        bogus["sealed"] = "AAAA".into();
+        let s: Session = serde_json::from_value(bogus).unwrap();
+        assert!(s.open(&SessionId::generate().seal_key()).is_err());
     }
 
     #[test]

@@ -6,13 +6,14 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `<prefix>session:<SessionKey hex>` | string | the [`Session`] as JSON | at [`Session::expires_at`] (`SET .. EXAT`) |
+//! | `<prefix>session:<SessionKey hex>` | string | the [`Session`] as JSON, its tokens sealed | at [`Session::expires_at`] (`SET .. EXAT`) |
 //! | `<prefix>subject:<sub>` | set | hex keys of the sessions of that user | at the latest absolute deadline of its sessions |
 //! | `<prefix>sid:<sid>` | set | hex keys of the sessions of that provider session | the same |
 //! | `<prefix>once:<OnceKey hex>` | string | `1`: a back-channel logout token (issuer and `jti`, hashed) already acted on | when the token would no longer be accepted (`SET .. NX EX`) |
 //!
 //! The session key is the SHA-256 of the cookie value ([`SessionKey`]), so a dump of Redis
-//! holds no usable cookie. Expiry is Redis's job: every write sets the key's deadline to the
+//! holds no usable cookie, and the tokens are sealed under a key derived from the cookie
+//! value (see [`Session`]), so it holds no usable token either. Expiry is Redis's job: every write sets the key's deadline to the
 //! session's (idle deadline, capped at the absolute one), and a session already expired is
 //! never written. The two index sets exist only for [`delete_matching`] (back-channel
 //! logout): their members may outlive the sessions they name, so `delete_matching` checks
@@ -617,7 +618,8 @@ fn fresh(raw: Option<Vec<u8>>) -> Option<Arc<Session>> {
         .map(Arc::new)
 }
 
-/// The session in a stored value, or `None` (logged) for one this version cannot read.
+/// The session in a stored value, or `None` (logged) for one this version cannot read
+/// (also a record of a version that kept the tokens in the clear).
 fn decode(bytes: &[u8]) -> Option<Session> {
     match serde_json::from_slice::<Session>(bytes) {
         Ok(session) => Some(session),
@@ -630,7 +632,9 @@ fn decode(bytes: &[u8]) -> Option<Session> {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    /// The local cache when it holds the session, else one `GET`.
+    /// The local cache when it holds the session, else one `GET`. A session read from
+    /// Redis comes sealed; the layer opens it in place, so that the cached copy is served
+    /// opened from then on.
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         let Some(cache) = &self.cache else {
             return Ok(fresh(self.get(key, false).await?));
