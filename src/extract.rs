@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::session::Session;
+use crate::config::Inner;
+use crate::layer::unauthenticated_to;
+use crate::refresh;
+use crate::session::{now_secs, Session};
 
 /// The signed-in user. Extracting it fails with `401` when nobody is signed in; take
 /// `Option<AuthUser>` on routes that serve both.
@@ -37,11 +41,15 @@ use crate::session::Session;
 #[derive(Clone)]
 pub struct AuthUser {
     session: Arc<Session>,
+    /// The layer's configuration, for the answer to a handler that needs a token this
+    /// session no longer has (the login redirect, the 401): carried here rather than in a
+    /// second extension, whose insert would cost every request far more than this clone.
+    layer: Arc<Inner>,
 }
 
 impl AuthUser {
-    pub(crate) fn new(session: Arc<Session>) -> Self {
-        Self { session }
+    pub(crate) fn new(session: Arc<Session>, layer: Arc<Inner>) -> Self {
+        Self { session, layer }
     }
 
     /// The user's claims deserialized into your own type.
@@ -59,11 +67,33 @@ impl AuthUser {
         self.session.scopes.iter().any(|s| s == scope)
     }
 
-    /// The access token, to call the provider's APIs on the user's behalf.
-    pub fn access_token(&self) -> AccessToken {
+    /// The access token, to call the provider's APIs on the user's behalf; `None` when it
+    /// has expired (or expires within the refresh skew) and the provider gave no refresh
+    /// token, so the user must sign in again. The [`AccessToken`] extractor answers that
+    /// case for you.
+    pub fn access_token(&self) -> Option<AccessToken> {
+        usable(&self.session, self.layer.refresh_skew, now_secs()).then(|| self.token())
+    }
+
+    fn token(&self) -> AccessToken {
         AccessToken {
             session: Arc::clone(&self.session),
         }
+    }
+}
+
+/// Whether the session's access token may be handed to a handler at `now`.
+///
+/// The layer refreshes a token that is due (expired, or expiring within the skew) before
+/// the request reaches the handler; one that is due still has no refresh token, and will
+/// be dead by the time the handler's call reaches the provider, or soon after: refused.
+/// With a refresh token, a due token reaches the handler only when the refresh failed and
+/// the token still works, and it is served until it expires (the layer's fallback).
+fn usable(session: &Session, skew: std::time::Duration, now: u64) -> bool {
+    match session.access_expires_at {
+        None => true,
+        Some(expires_at) if now >= expires_at => false,
+        Some(_) => session.refresh_token.is_some() || !refresh::is_due(session, skew, now),
     }
 }
 
@@ -107,8 +137,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
 }
 
 /// The signed-in user's access token, for calling APIs, valid when the handler gets it: the
-/// layer refreshes it before it expires, and a token that expired with no way to refresh
-/// it is refused (`401`). Its `Debug` and `Display` never show the token; use
+/// layer refreshes it before it expires, and a token that expired (or expires within the
+/// refresh skew) with no way to refresh it is refused ([`AccessTokenRejection::Expired`]:
+/// as a request without a session, `401` with `WWW-Authenticate` for an API call, the
+/// login redirect for a page load). `Option<AccessToken>` is `None` then. Its `Debug` and `Display` never show the token; use
 /// [`secret`](Self::secret) where it must be sent.
 ///
 /// ```
@@ -151,14 +183,20 @@ impl fmt::Display for AccessToken {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AccessToken {
-    type Rejection = Unauthenticated;
+    type Rejection = AccessTokenRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<AuthUser>()
-            .map(AuthUser::access_token)
-            .ok_or(Unauthenticated)
+        let Some(user) = parts.extensions.get::<AuthUser>() else {
+            return Err(AccessTokenRejection::Unauthenticated(Unauthenticated));
+        };
+        if let Some(token) = user.access_token() {
+            return Ok(token);
+        }
+        // Behind a nesting router this is the nested path: the layer keeps no copy of the
+        // original URI for authenticated requests (it would cost every one of them).
+        let return_to = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let response = unauthenticated_to(&user.layer, &parts.method, &parts.headers, return_to);
+        Err(AccessTokenRejection::Expired(TokenExpired { response }))
     }
 }
 
@@ -172,11 +210,80 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AccessToken {
         Ok(parts
             .extensions
             .get::<AuthUser>()
-            .map(AuthUser::access_token))
+            .and_then(AuthUser::access_token))
     }
 }
 
-/// The rejection of [`AuthUser`] and [`AccessToken`] when nobody is signed in: `401` with
+/// The rejection of [`AccessToken`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AccessTokenRejection {
+    /// Nobody is signed in (a route the layer lets through unauthenticated).
+    Unauthenticated(Unauthenticated),
+    /// Someone is signed in, but the access token has expired and the provider gave no
+    /// refresh token: they must sign in again.
+    Expired(TokenExpired),
+}
+
+impl IntoResponse for AccessTokenRejection {
+    fn into_response(self) -> Response {
+        match self {
+            AccessTokenRejection::Unauthenticated(r) => r.into_response(),
+            AccessTokenRejection::Expired(r) => r.into_response(),
+        }
+    }
+}
+
+impl fmt::Display for AccessTokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessTokenRejection::Unauthenticated(r) => r.fmt(f),
+            AccessTokenRejection::Expired(r) => r.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AccessTokenRejection {}
+
+/// The access token has expired and cannot be refreshed. Its response is the layer's
+/// answer to a request that needs a login: `401` JSON with `WWW-Authenticate` for an API
+/// call, a redirect to the provider (returning to this page) for a page load.
+pub struct TokenExpired {
+    response: http::Response<Bytes>,
+}
+
+impl TokenExpired {
+    /// The status of the answer: `401`, or `303` for a login redirect.
+    pub fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+}
+
+impl IntoResponse for TokenExpired {
+    fn into_response(self) -> Response {
+        self.response.map(axum_core::body::Body::from)
+    }
+}
+
+impl fmt::Debug for TokenExpired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The redirect's URL and cookie carry a fresh state: kept out of logs.
+        f.debug_struct("TokenExpired")
+            .field("status", &self.response.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for TokenExpired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the access token has expired and cannot be refreshed")
+    }
+}
+
+impl std::error::Error for TokenExpired {}
+
+/// The rejection of [`AuthUser`] (and of [`AccessToken`], inside
+/// [`AccessTokenRejection`]) when nobody is signed in: `401` with
 /// a small JSON body. Seen only on routes the layer lets through unauthenticated.
 #[derive(Debug, Clone, Copy)]
 pub struct Unauthenticated;
@@ -205,3 +312,40 @@ impl fmt::Display for Unauthenticated {
 }
 
 impl std::error::Error for Unauthenticated {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(obtained: u64, expires: Option<u64>, refresh: bool) -> Session {
+        let mut s = Session::for_tests("s", u64::MAX, u64::MAX);
+        s.access_obtained_at = obtained;
+        s.access_expires_at = expires;
+        s.refresh_token = refresh.then(|| "r".into());
+        s
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_and_unrefreshable_ones_within_the_skew_too() {
+        let skew = Duration::from_secs(60);
+        // No expiry known: always handed out.
+        assert!(usable(&session(1000, None, false), skew, u64::MAX - 1));
+        // Without a refresh token, a one-hour token is refused from its last minute (the
+        // skew), when the layer would have refreshed it.
+        let s = session(1000, Some(4600), false);
+        assert!(usable(&s, skew, 4539));
+        assert!(!usable(&s, skew, 4540));
+        assert!(!usable(&s, skew, 4600));
+        assert!(!usable(&s, skew, 9999));
+        // A 2-second token: the skew shrinks to nothing, refused at its expiry.
+        let s = session(1000, Some(1002), false);
+        assert!(usable(&s, skew, 1001));
+        assert!(!usable(&s, skew, 1002));
+        // With a refresh token, a token within the skew got here because the refresh
+        // failed: served while it lives, refused once it has expired.
+        let s = session(1000, Some(4600), true);
+        assert!(usable(&s, skew, 4599));
+        assert!(!usable(&s, skew, 4600));
+    }
+}

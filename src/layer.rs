@@ -183,7 +183,8 @@ where
             // The hot path, synchronously: the service driven to readiness is called here,
             // so neither it nor this request's work is moved into a boxed future.
             if let Some(session) = lookup_now(&self.shared, req.headers()) {
-                req.extensions_mut().insert(AuthUser::new(session));
+                req.extensions_mut()
+                    .insert(AuthUser::new(session, Arc::clone(&self.shared)));
                 return ResponseFuture {
                     kind: Kind::Inner {
                         future: self.inner.call(req),
@@ -285,7 +286,8 @@ where
 
     match lookup(&shared, req.headers()).await {
         Lookup::Found(session) => {
-            req.extensions_mut().insert(AuthUser::new(session));
+            req.extensions_mut()
+                .insert(AuthUser::new(session, Arc::clone(&shared)));
             service.call(req).await
         }
         Lookup::StoreDown => {

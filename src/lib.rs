@@ -105,7 +105,7 @@ pub mod fuzzing;
 
 pub use config::{Access, ClientAuth, LoginLayerBuilder, UnauthenticatedApi};
 pub use error::{ConfigError, StoreError};
-pub use extract::{AccessToken, AuthUser, Unauthenticated};
+pub use extract::{AccessToken, AccessTokenRejection, AuthUser, TokenExpired, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};
 pub use session::OnceKey;

@@ -98,7 +98,13 @@ pub(crate) fn needs_refresh(session: &Session, skew: Duration, now: u64) -> bool
     // Without a refresh token there is nothing to do: the session goes on, and the
     // `AccessToken` extractor refuses the expired token.
     // (A session still sealed has none to see: the layer opens every session it serves.)
-    let (Some(expires_at), Some(_)) = (session.access_expires_at, session.refresh_token()) else {
+    session.refresh_token().is_some() && is_due(session, skew, now)
+}
+
+/// Whether the session's access token has expired or expires within the skew (at most a
+/// quarter of its lifetime), refresh token or not.
+pub(crate) fn is_due(session: &Session, skew: Duration, now: u64) -> bool {
+    let Some(expires_at) = session.access_expires_at else {
         return false;
     };
     let lifetime = expires_at.saturating_sub(session.access_obtained_at);
@@ -462,10 +468,8 @@ mod tests {
         let inner = layer.shared();
         // Two requests of the session at once, then a later one: each gets an answer
         // (the token has expired: "unavailable", the session kept), none waits forever.
-        let both = futures_util::future::join(
-            refresh(inner, key, due()),
-            refresh(inner, key, due()),
-        );
+        let both =
+            futures_util::future::join(refresh(inner, key, due()), refresh(inner, key, due()));
         let (a, b) = tokio::time::timeout(Duration::from_secs(30), both)
             .await
             .expect("the waiters of a panicked refresh were woken");

@@ -890,23 +890,38 @@ impl Drop for Pair {
 }
 
 async fn pair(server: &RedisServer, lifetime: Duration) -> Pair {
+    pair_with(server, lifetime, |p| p, Duration::from_secs(2)).await
+}
+
+/// [`pair`], with the provider changed by `provider` and the layers' HTTP timeout (the
+/// refresh lock lives this plus 5 s).
+async fn pair_with(
+    server: &RedisServer,
+    lifetime: Duration,
+    provider: impl FnOnce(
+        tower_oauth2_login::dev::DevProviderBuilder,
+    ) -> tower_oauth2_login::dev::DevProviderBuilder,
+    http_timeout: Duration,
+) -> Pair {
     use tower_oauth2_login::dev::{DevClient, DevProvider};
     let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = format!("http://{}", la.local_addr().unwrap());
     let b = format!("http://{}", lb.local_addr().unwrap());
     let redirect = format!("{a}/auth/callback");
-    let provider = DevProvider::builder()
-        .with_client(DevClient::confidential(
-            app::CLIENT_ID,
-            app::CLIENT_SECRET,
-            &redirect,
-        ))
-        .with_auto_login("alice")
-        .with_access_token_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap();
+    let provider = provider(
+        DevProvider::builder()
+            .with_client(DevClient::confidential(
+                app::CLIENT_ID,
+                app::CLIENT_SECRET,
+                &redirect,
+            ))
+            .with_auto_login("alice")
+            .with_access_token_lifetime(lifetime),
+    )
+    .start()
+    .await
+    .unwrap();
     let mut servers = Vec::new();
     for listener in [la, lb] {
         let layer = tower_oauth2_login::LoginLayer::builder()
@@ -918,8 +933,7 @@ async fn pair(server: &RedisServer, lifetime: Duration) -> Pair {
             .with_redirect_url(&redirect)
             .with_cookie_key([7u8; 64])
             .with_store(store(server).await)
-            // The refresh lock lives this plus 5 s.
-            .with_http_timeout(Duration::from_secs(2))
+            .with_http_timeout(http_timeout)
             .build()
             .unwrap();
         let router = app::routes().layer(layer);
@@ -974,6 +988,48 @@ async fn fifty_requests_split_across_two_instances_after_expiry_make_one_refresh
         "refresh calls for 50 requests split across two instances: {}",
         pair.provider.refresh_requests()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_abandoned_on_one_instance_is_finished_for_the_other() {
+    let server = RedisServer::start();
+    // Tokens that outlive the provider's slow answer; a provider that revokes the grant
+    // of a reused refresh token; the refresh lock lives 15 s.
+    let pair = pair_with(
+        &server,
+        Duration::from_secs(6),
+        |p| p.with_refresh_token_reuse_detection(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let browser = sign_in_on_a(&pair).await;
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    pair.provider
+        .set_token_behavior(tower_oauth2_login::dev::TokenBehavior::SlowAnswer(
+            Duration::from_secs(3),
+        ));
+    // Instance A starts the refresh (the provider rotates at once, answers 3 s later);
+    // the browser gives up after a second.
+    let gave_up = browser
+        .http
+        .get(format!("{}/token-hash", pair.a))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(
+        gave_up.as_ref().is_err_and(|e| e.is_timeout()),
+        "{gave_up:?}"
+    );
+    // Instance B waits on A's refresh lock, and gets what A stored.
+    let res = browser.get_json(&format!("{}/token-hash", pair.b)).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:#?}");
+    assert_eq!(
+        res.body,
+        app::token_hash(pair.provider.issued_access_tokens().last().unwrap())
+    );
+    assert_eq!(pair.provider.refresh_requests(), 1, "exactly one refresh");
+    assert_eq!(pair.provider.refresh_token_reuses(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,3 +175,138 @@ async fn a_slow_refresh_does_not_block_other_sessions() {
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
     assert_eq!(app.provider.refresh_requests(), 1);
 }
+
+/// An app whose provider rotates refresh tokens and takes the reuse of a rotated one for a
+/// theft (it revokes the grant, RFC 9700 4.14.2), as many providers do.
+async fn rotating_with_reuse_detection(lifetime: Duration) -> app::TestApp {
+    app::start_with(Options {
+        provider: Box::new(move |b| {
+            b.with_access_token_lifetime(lifetime)
+                .with_refresh_token_reuse_detection()
+        }),
+        layer: Box::new(|b| b.with_http_timeout(Duration::from_secs(10))),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A request of `browser` for `/token-hash` that gives up after a second, as a browser
+/// whose user navigates away.
+async fn give_up_after_a_second(app: &app::TestApp, browser: &Browser) {
+    let res = browser
+        .http
+        .get(app.url("/token-hash"))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(
+        res.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gave up: {res:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_outlives_the_request_that_started_it() {
+    // Tokens that outlive the provider's slow answer (a token's lifetime counts from
+    // the refresh request).
+    let app = rotating_with_reuse_detection(Duration::from_secs(6)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    // The provider rotates the refresh token at once and answers 3 s later; the browser
+    // is gone by then.
+    app.provider
+        .set_token_behavior(TokenBehavior::SlowAnswer(Duration::from_secs(3)));
+    give_up_after_a_second(&app, &browser).await;
+    assert_eq!(app.provider.refresh_requests(), 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.provider.set_token_behavior(TokenBehavior::Normal);
+
+    let res = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::OK, "still signed in: {res:#?}");
+    assert_eq!(
+        res.body,
+        token_hash(app.provider.issued_access_tokens().last().unwrap()),
+        "served with the tokens of the abandoned refresh"
+    );
+    assert_eq!(app.provider.refresh_requests(), 1, "exactly one refresh");
+    assert_eq!(
+        app.provider.refresh_token_reuses(),
+        0,
+        "the spent refresh token was never sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_request_during_an_abandoned_refresh_gets_its_result() {
+    let app = rotating_with_reuse_detection(Duration::from_secs(6)).await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    app.provider
+        .set_token_behavior(TokenBehavior::SlowAnswer(Duration::from_secs(3)));
+    give_up_after_a_second(&app, &browser).await;
+    // The refresh is still at the provider: this request waits for it.
+    let res = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::OK, "still signed in: {res:#?}");
+    assert_eq!(
+        res.body,
+        token_hash(app.provider.issued_access_tokens().last().unwrap())
+    );
+    assert_eq!(app.provider.refresh_requests(), 1, "exactly one refresh");
+    assert_eq!(app.provider.refresh_token_reuses(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_token_that_cannot_be_refreshed_is_refused() {
+    let app = app::start_with(Options {
+        dev_client: Box::new(|c| c.without_refresh_tokens()),
+        provider: Box::new(|b| b.with_access_token_lifetime(Duration::from_secs(2))),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    app.login(&browser, "/protected").await;
+    assert!(app.provider.issued_refresh_tokens().is_empty());
+    let res = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // Still signed in: only the token is dead.
+    assert_eq!(
+        browser.get_json(&app.url("/me")).await.status,
+        StatusCode::OK
+    );
+    // An API call gets the layer's JSON 401...
+    let api = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{api:#?}");
+    assert!(api
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(api.header("www-authenticate").is_some(), "{api:#?}");
+    let body: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    assert_eq!(app.provider.token_requests(), 1, "nothing to refresh with");
+
+    // ...and a page load signs in again, back to where it was, with a live token.
+    let page = browser.get(&app.url("/token-hash?from=page")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{page:#?}");
+    let location = page.location().unwrap();
+    assert!(
+        location.starts_with(&app.provider.authorization_endpoint()),
+        "{location}"
+    );
+    let callback = app.authorize(&browser, location).await;
+    assert_eq!(
+        browser.get(&callback).await.location(),
+        Some("/token-hash?from=page")
+    );
+    let res = browser.get_json(&app.url("/token-hash")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.body,
+        token_hash(app.provider.issued_access_tokens().last().unwrap())
+    );
+}

@@ -16,7 +16,8 @@
 //! * `POST /token` authenticates the client (`client_secret_basic`, `client_secret_post` or
 //!   none for public clients) and serves the `authorization_code` grant (single-use, short-lived
 //!   codes bound to the client, redirect URI and PKCE challenge; a replayed code revokes the
-//!   tokens issued for it) and the `refresh_token` grant (with refresh-token rotation). When the
+//!   tokens issued for it) and the `refresh_token` grant (with refresh-token rotation, and on
+//!   request reuse detection: [`DevProviderBuilder::with_refresh_token_reuse_detection`]). When the
 //!   granted scope contains `openid` (and the user shape is [`UserShape::Standard`]) the
 //!   response carries an RS256-signed `id_token`, also after a refresh.
 //! * `GET /userinfo` (also at `GET /user`, GitHub style) returns the signed-in user for a valid

@@ -1091,3 +1091,59 @@ fn helpers() {
     assert_eq!(get_param(&params, "b"), None);
     assert!(random_token().len() >= 43);
 }
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_grant_with_reuse_detection() {
+    for detection in [false, true] {
+        let mut builder = DevProvider::builder().with_auto_login("alice");
+        if detection {
+            builder = builder.with_refresh_token_reuse_detection();
+        }
+        let p = provider(builder).await;
+        let first = full_login(&p).await;
+        let old = first["refresh_token"].as_str().unwrap().to_owned();
+        let refresh = |token: String| {
+            let p = p.clone();
+            async move {
+                post_token(
+                    &p,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                    Some(&basic("conf", SECRET)),
+                )
+                .await
+            }
+        };
+        let (status, second) = json_of(refresh(old.clone()).await).await;
+        assert_eq!(status, 200, "{second}");
+        let new = second["refresh_token"].as_str().unwrap().to_owned();
+        let access = second["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(p.refresh_token_reuses(), 0);
+
+        assert_eq!(error_of(refresh(old).await).await.1, "invalid_grant");
+        assert_eq!(p.refresh_token_reuses(), 1);
+        // With detection the whole grant is gone, the tokens of the rotation included.
+        let userinfo = userinfo_with(&p, "/userinfo", &access).await.status();
+        let (status, _) = json_of(refresh(new).await).await;
+        if detection {
+            assert_eq!(userinfo, 401);
+            assert_eq!(status, 400);
+        } else {
+            assert_eq!(userinfo, 200);
+            assert_eq!(status, 200);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_refresh_tokens_gets_none() {
+    let p = DevProvider::builder()
+        .with_auto_login("alice")
+        .with_client(DevClient::confidential("conf", SECRET, CALLBACK).without_refresh_tokens())
+        .start()
+        .await
+        .unwrap();
+    let body = full_login(&p).await;
+    assert!(body["access_token"].is_string());
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(p.issued_refresh_tokens().is_empty());
+}

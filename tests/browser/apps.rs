@@ -158,6 +158,7 @@ impl EmbeddedApp {
             routes: None,
             app: Some(Box::new(move |login| recorder.layer(routes().layer(login)))),
             discover: false,
+            ..Default::default()
         })
         .await;
         // start_with signs in at once as alice; the browser tests use the form.
