@@ -27,6 +27,8 @@ struct Fixture {
     layer: LoginLayer,
     /// The callback request's headers: the pending-login cookie.
     headers: HeaderMap,
+    /// The same, after 16,000 made-up pending-cookie names (issue 11, defect 1).
+    flooded: HeaderMap,
     /// The callback request's query: code, state, iss.
     query: String,
     token_response: Bytes,
@@ -140,9 +142,21 @@ fn fixture() -> Fixture {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{res:?}");
         provider.shutdown();
 
+        // What one hostile request can carry: 16,000 made-up pending-cookie names before
+        // the real one, a 384 KB header (under hyper's default limit of about 400 KB).
+        let bogus: String = (0..BOGUS_PENDING_COOKIES)
+            .map(|i| format!("oauth2_pending_{i:05}=x; "))
+            .collect();
+        let mut flooded = headers.clone();
+        flooded.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{bogus}{pending}")).unwrap(),
+        );
+
         Fixture {
             layer,
             headers,
+            flooded,
             query,
             token_response,
             id_token,
@@ -170,6 +184,30 @@ fn callback_without_network(bencher: divan::Bencher) {
         .expect("no network: the callback completes without waiting");
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         assert!(res.headers()[header::LOCATION] == "/");
+        res
+    });
+}
+
+/// How many made-up pending cookies the flooded callback carries.
+const BOGUS_PENDING_COOKIES: usize = 16_000;
+
+/// The same callback, its `Cookie` header flooded with 16,000 made-up pending-cookie names:
+/// the cost of one pass over a 384 KB header on top of the normal callback, and an answer
+/// of the normal size (the session cookie and the answered pending cookie cleared).
+#[divan::bench]
+fn callback_with_16000_bogus_pending_cookies(bencher: divan::Bencher) {
+    let f = &*FIXTURE;
+    bencher.bench_local(|| {
+        let res = bench::callback_with_token_response(
+            &f.layer,
+            &f.flooded,
+            &f.query,
+            f.token_response.clone(),
+        )
+        .now_or_never()
+        .expect("no network: the callback completes without waiting");
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert!(res.headers().get_all(header::SET_COOKIE).iter().count() <= 3);
         res
     });
 }

@@ -296,7 +296,9 @@ fn clean(value: &str) -> &str {
 /// Hand-written because the authenticated path needs one value, not a parsed jar: it walks
 /// the header bytes once and allocates nothing.
 pub(crate) fn find<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    pairs(headers).filter_map(move |(n, v)| (n == name).then(|| clean(v)))
+    pairs(headers)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| clean(v))
 }
 
 /// The session cookie values a request is acted on for: the first

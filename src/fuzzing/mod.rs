@@ -380,10 +380,19 @@ pub fn forged_pending(state: &str, value: &[u8]) {
         return;
     };
     headers.append(header::COOKIE, index);
+    // A header that is not visible ASCII is not read at all, this cookie with it; then
+    // the entry stays while the index's time says it may be live.
+    let seen = cookie::find(&headers, &name).next().is_some();
     let picked = cookie::CallbackCookies::read(&headers, &inner().cookies, &[]);
     let (stale, kept) = callback::sweep_pending(inner(), &picked, &[]);
-    assert_eq!(stale, vec![name]);
-    assert_eq!(kept, Some(cookie::PendingIndex::default()));
+    let kept = kept.expect("an index was sent");
+    if seen {
+        assert_eq!(stale, vec![name]);
+        assert!(kept.0.is_empty());
+    } else {
+        assert!(stale.is_empty());
+        assert_eq!(kept.0.len(), 1);
+    }
 }
 
 /// The plaintext of a pending cookie, once opened: any JSON either parses into a pending
