@@ -93,7 +93,7 @@ fn usable(session: &Session, skew: std::time::Duration, now: u64) -> bool {
     match session.access_expires_at {
         None => true,
         Some(expires_at) if now >= expires_at => false,
-        Some(_) => session.refresh_token.is_some() || !refresh::is_due(session, skew, now),
+        Some(_) => session.refresh_token().is_some() || !refresh::is_due(session, skew, now),
     }
 }
 
@@ -322,7 +322,12 @@ mod tests {
         let mut s = Session::for_tests("s", u64::MAX, u64::MAX);
         s.access_obtained_at = obtained;
         s.access_expires_at = expires;
-        s.refresh_token = refresh.then(|| "r".into());
+        s.set_tokens(crate::session::Tokens {
+            access_token: "at".into(),
+            refresh_token: refresh.then(|| "r".into()),
+            id_token: None,
+        })
+        .unwrap();
         s
     }
 

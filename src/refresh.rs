@@ -455,7 +455,12 @@ mod tests {
         let mut s = Session::for_tests("s", now + 3600, now + 3600);
         s.access_obtained_at = now - 120;
         s.access_expires_at = Some(now - 60);
-        s.refresh_token = Some("r".into());
+        s.set_tokens(crate::session::Tokens {
+            access_token: "at".into(),
+            refresh_token: Some("r".into()),
+            id_token: None,
+        })
+        .unwrap();
         Arc::new(s)
     }
 

@@ -1262,6 +1262,7 @@ async fn the_same_jti_from_two_issuers_is_two_tokens() {
     );
     let keys: Vec<String> = server.cmd(&["KEYS", &format!("{PREFIX}once:*")]);
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
 
 // ---- Sealed tokens at rest (DESIGN §3, §5 item 23) ----------------------------------------
 
