@@ -15,7 +15,7 @@ use crate::config::Inner;
 use crate::cookie::{CallbackCookies, PendingIndex};
 use crate::error::FlowError;
 use crate::session::{now_secs, Claims, Secrets, Session, SessionId, Tokens};
-use crate::{cookie, page, userinfo};
+use crate::{page, userinfo};
 
 /// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
 #[derive(Default, Debug)]
@@ -468,7 +468,7 @@ pub(crate) fn open_pending(
     name: &str,
     state: &str,
 ) -> Option<PendingLogin> {
-    let sealed = cookie::find(headers, name).next()?;
+    let sealed = crate::cookie::find(headers, name).next()?;
     open_pending_value(inner, name, sealed, state)
 }
 
