@@ -140,8 +140,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
 /// layer refreshes it before it expires, and a token that expired (or expires within the
 /// refresh skew) with no way to refresh it is refused ([`AccessTokenRejection::Expired`]:
 /// as a request without a session, `401` with `WWW-Authenticate` for an API call, the
-/// login redirect for a page load). `Option<AccessToken>` is `None` then. Its `Debug` and `Display` never show the token; use
-/// [`secret`](Self::secret) where it must be sent.
+/// login redirect for a page load). `Option<AccessToken>` is `None` then. Its `Debug` and
+/// `Display` never show the token; use [`secret`](Self::secret) where it must be sent.
 ///
 /// ```
 /// use tower_oauth2_login::AccessToken;
