@@ -225,6 +225,24 @@ pub enum AccessTokenRejection {
     Expired(TokenExpired),
 }
 
+impl AccessTokenRejection {
+    /// The status of the answer: `401`, or `303` for the login redirect of a page load.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AccessTokenRejection::Unauthenticated(r) => r.status(),
+            AccessTokenRejection::Expired(r) => r.status(),
+        }
+    }
+
+    /// The body of the answer: JSON for an API call, empty for a redirect.
+    pub fn body_text(&self) -> String {
+        match self {
+            AccessTokenRejection::Unauthenticated(r) => r.body_text(),
+            AccessTokenRejection::Expired(r) => r.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for AccessTokenRejection {
     fn into_response(self) -> Response {
         match self {
@@ -257,6 +275,11 @@ impl TokenExpired {
     pub fn status(&self) -> StatusCode {
         self.response.status()
     }
+
+    /// The body of the answer: the layer's JSON for an API call, empty for a redirect.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(self.response.body()).into_owned()
+    }
 }
 
 impl IntoResponse for TokenExpired {
@@ -285,18 +308,51 @@ impl std::error::Error for TokenExpired {}
 /// The rejection of [`AuthUser`] (and of [`AccessToken`], inside
 /// [`AccessTokenRejection`]) when nobody is signed in: `401` with
 /// a small JSON body. Seen only on routes the layer lets through unauthenticated.
+///
+/// As axum's own rejections, it tells its status and body, for an app that answers in its
+/// own way:
+///
+/// ```
+/// use axum_core::response::{IntoResponse, Response};
+/// use tower_oauth2_login::{AuthUser, Unauthenticated};
+///
+/// async fn profile(user: Result<AuthUser, Unauthenticated>) -> Response {
+///     match user {
+///         Ok(user) => user.subject().to_string().into_response(),
+///         Err(rejection) => (rejection.status(), "please sign in").into_response(),
+///     }
+/// }
+/// # let _ = axum::Router::<()>::new().route("/profile", axum::routing::get(profile));
+/// ```
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Unauthenticated;
+
+/// The body of [`Unauthenticated`]'s answer.
+const UNAUTHENTICATED_BODY: &str =
+    r#"{"error":"unauthenticated","error_description":"sign in first"}"#;
+
+impl Unauthenticated {
+    /// The status of the answer: `401 Unauthorized`.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    /// The body of the answer (JSON).
+    pub fn body_text(&self) -> String {
+        UNAUTHENTICATED_BODY.to_string()
+    }
+}
 
 impl IntoResponse for Unauthenticated {
     fn into_response(self) -> Response {
         let mut res = (
-            StatusCode::UNAUTHORIZED,
+            self.status(),
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            r#"{"error":"unauthenticated","error_description":"sign in first"}"#,
+            UNAUTHENTICATED_BODY,
         )
             .into_response();
         res.headers_mut()
@@ -329,6 +385,20 @@ mod tests {
         })
         .unwrap();
         s
+    }
+
+    #[test]
+    fn rejections_tell_their_status_and_body() {
+        let r = Unauthenticated;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = serde_json::from_str(&r.body_text()).unwrap();
+        assert_eq!(body["error"], "unauthenticated");
+        let res = r.into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let wrapped = AccessTokenRejection::Unauthenticated(r);
+        assert_eq!(wrapped.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(wrapped.body_text(), r.body_text());
     }
 
     #[test]
