@@ -55,7 +55,7 @@ impl Backchannel {
             .timeout(timeout)
             .user_agent(concat!("tower-oauth2-login/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+            .map_err(|e| ConfigError::HttpClient(Box::new(e)))?;
         Ok(Self { client, max_body })
     }
 

@@ -13,7 +13,7 @@ use crate::authorize::PendingLogin;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::cookie::{CallbackCookies, PendingIndex};
-use crate::error::FlowError;
+use crate::error::{CallbackError, FlowError, IdTokenError, IdentityError, ProviderError};
 use crate::session::{now_secs, Claims, Secrets, Session, SessionId, Tokens};
 use crate::{page, userinfo};
 
@@ -42,10 +42,10 @@ impl CallbackParams {
                 _ => continue,
             };
             if slot.is_some() {
-                return Err(FlowError::BadCallback("a parameter is repeated"));
+                return Err(FlowError::BadCallback(CallbackError::RepeatedParameter));
             }
             if value.len() > 4096 {
-                return Err(FlowError::BadCallback("a parameter is too long"));
+                return Err(FlowError::BadCallback(CallbackError::ParameterTooLong));
             }
             *slot = Some(value.into_owned());
         }
@@ -176,7 +176,7 @@ async fn complete(
     let Some(pending) = pending else {
         return Err((
             if params.state.is_none() {
-                FlowError::BadCallback("the state parameter is missing")
+                FlowError::BadCallback(CallbackError::MissingState)
             } else {
                 FlowError::UnknownState
             },
@@ -209,7 +209,7 @@ async fn complete(
 
     let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
         return Err((
-            FlowError::BadCallback("the code parameter is missing"),
+            FlowError::BadCallback(CallbackError::MissingCode),
             return_to,
         ));
     };
@@ -229,7 +229,7 @@ async fn complete(
         #[cfg(feature = "dev-provider")]
         Exchange::Recorded(body) => serde_json::from_slice(&body).map_err(|_| {
             (
-                FlowError::Provider5xx("the provider's answer is not valid"),
+                FlowError::ProviderFailed(ProviderError::InvalidAnswer),
                 return_to.clone(),
             )
         })?,
@@ -325,13 +325,11 @@ async fn signed_in(inner: &Inner, session_cookie: Option<&str>) -> bool {
 /// RFC 6750, the layer only knows how to use bearer tokens, and an empty one is no token.
 pub(crate) fn usable_access_token(token: &crate::config::TokenResponse) -> Result<&str, FlowError> {
     if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
-        return Err(FlowError::Provider5xx(
-            "the provider issued a token of an unknown type",
-        ));
+        return Err(FlowError::ProviderFailed(ProviderError::UnknownTokenType));
     }
     let access_token = token.access_token().secret();
     if access_token.is_empty() {
-        return Err(FlowError::Provider5xx("the provider issued an empty token"));
+        return Err(FlowError::ProviderFailed(ProviderError::EmptyToken));
     }
     Ok(access_token)
 }
@@ -361,10 +359,11 @@ async fn identify_oidc(
     pending: &PendingLogin,
     access_token: userinfo::Bearer<'_>,
 ) -> Result<userinfo::Identity, FlowError> {
-    let raw = id_token.ok_or(FlowError::IdToken("the provider sent no ID token"))?;
-    let nonce = pending.nonce.as_deref().ok_or(FlowError::IdToken(
-        "the sign-in was started without a nonce",
-    ))?;
+    let raw = id_token.ok_or(FlowError::IdToken(IdTokenError::Missing))?;
+    let nonce = pending
+        .nonce
+        .as_deref()
+        .ok_or(FlowError::IdToken(IdTokenError::LoginWithoutNonce))?;
     let verified = oidc
         .verify_id_token(
             &inner.backchannel,
@@ -377,9 +376,7 @@ async fn identify_oidc(
         let info = userinfo::fetch(inner, access_token).await?;
         if info.claims.get("sub").and_then(serde_json::Value::as_str) != Some(&verified.subject) {
             tracing::warn!("userinfo refused: its sub is not the ID token's");
-            return Err(FlowError::Identity(
-                "the provider's user information is about another user",
-            ));
+            return Err(FlowError::Identity(IdentityError::AnotherUser));
         }
         for (name, value) in info.claims {
             if !PROTECTED_CLAIMS.contains(&name.as_str()) {
@@ -517,32 +514,41 @@ pub(crate) fn token_error(
                 | BasicErrorResponseType::InvalidScope => {
                     FlowError::CodeRejected(sanitize_error_code(&code))
                 }
-                _ => FlowError::Provider5xx("the provider refused this application"),
+                BasicErrorResponseType::InvalidClient
+                | BasicErrorResponseType::UnauthorizedClient
+                | BasicErrorResponseType::UnsupportedGrantType => {
+                    FlowError::ProviderFailed(ProviderError::ClientRefused)
+                }
+                // A code outside RFC 6749 5.2 (`server_error`, `temporarily_unavailable`,
+                // a provider's own): the provider failing, not this client refused.
+                BasicErrorResponseType::Extension(_) => {
+                    FlowError::ProviderFailed(ProviderError::ErrorAnswer)
+                }
             }
         }
         RequestTokenError::Request(BackchannelError::Timeout) => {
             tracing::warn!("the token endpoint did not answer in time");
-            FlowError::Provider5xx("the provider did not answer in time")
+            FlowError::ProviderFailed(ProviderError::Timeout)
         }
         RequestTokenError::Request(BackchannelError::TooLarge) => {
             tracing::warn!("the token endpoint's answer is too large");
-            FlowError::Provider5xx("the provider's answer is too large")
+            FlowError::ProviderFailed(ProviderError::TooLarge)
         }
         RequestTokenError::Request(BackchannelError::ServerError(status)) => {
             tracing::warn!(%status, "the token endpoint failed");
-            FlowError::Provider5xx("the provider answered with a server error")
+            FlowError::ProviderFailed(ProviderError::ServerError(status))
         }
         RequestTokenError::Request(e) => {
             tracing::warn!(error = %e, "the token endpoint could not be reached");
-            FlowError::Provider5xx("the provider could not be reached")
+            FlowError::ProviderFailed(ProviderError::Unreachable)
         }
         RequestTokenError::Parse(_, _) => {
             tracing::warn!("the token endpoint's answer could not be parsed");
-            FlowError::Provider5xx("the provider's answer is not valid")
+            FlowError::ProviderFailed(ProviderError::InvalidAnswer)
         }
         RequestTokenError::Other(_) => {
             tracing::warn!("the token endpoint's answer is not usable");
-            FlowError::Provider5xx("the provider's answer is not valid")
+            FlowError::ProviderFailed(ProviderError::InvalidAnswer)
         }
     }
 }

@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::backchannel::Backchannel;
 use crate::cookie::CookieConfig;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, DiscoveryError};
 use crate::oidc::{self, Oidc};
 use crate::session::{MemoryStore, SessionStore};
 use crate::LoginLayer;
@@ -376,9 +376,7 @@ impl LoginLayerBuilder {
             .iter()
             .any(|types| types.iter().map(|t| t.as_ref()).eq(["code"]))
         {
-            return Err(ConfigError::Discovery(
-                "the provider does not support response_type=code".into(),
-            ));
+            return Err(DiscoveryError::CodeFlowUnsupported.into());
         }
         self.issuer = Some(issuer);
         self.authorization_endpoint = Some(metadata.authorization_endpoint().to_string());
@@ -690,10 +688,7 @@ impl LoginLayerBuilder {
             .iter()
             .find(|(n, _)| RESERVED.contains(&n.as_str()))
         {
-            return Err(ConfigError::InvalidPath {
-                field: "authorization parameter",
-                reason: format!("{name} is set by the layer itself"),
-            });
+            return Err(ConfigError::ReservedAuthorizationParam { name: name.clone() });
         }
 
         if self.require_iss && self.issuer.is_none() {

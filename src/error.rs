@@ -1,11 +1,13 @@
 //! Errors, one type per surface: configuration (at build time), the login flow (each with
 //! the response the browser or API client gets), and the session store.
 
+use std::error::Error as StdError;
 use std::fmt;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::backchannel::BackchannelError;
 use crate::page;
 
 /// A configuration mistake found by [`LoginLayerBuilder::build`](crate::LoginLayerBuilder::build).
@@ -26,13 +28,21 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A path setting does not start with `/` or collides with another path of the layer.
+    /// A path setting does not start with `/`, collides with another path of the layer, or
+    /// (the post-logout redirect) is not a same-origin path.
     #[error("invalid path {field}: {reason}")]
     InvalidPath {
         /// Which setting.
         field: &'static str,
         /// What is wrong with it.
         reason: String,
+    },
+    /// An extra authorization parameter names one the layer sets itself (`state`,
+    /// `nonce`, `redirect_uri`, ...): letting it through would undo a protection.
+    #[error("authorization parameter {name} is set by the layer itself")]
+    ReservedAuthorizationParam {
+        /// The parameter's name.
+        name: String,
     },
     /// A client authentication method needs a client secret, and none was given.
     #[error("client authentication {0} needs a client secret")]
@@ -50,15 +60,46 @@ pub enum ConfigError {
     },
     /// Discovery failed: the document could not be fetched or read, its `issuer` is not
     /// the configured one, or its keys could not be fetched.
-    #[error("OpenID Connect discovery failed: {0}")]
-    Discovery(String),
+    #[error("OpenID Connect discovery failed")]
+    Discovery(#[from] DiscoveryError),
     /// The provider does not support what the configuration asks for, or the layer does
     /// not support it.
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// The HTTP client for the provider could not be built.
-    #[error("could not build the HTTP client for the provider: {0}")]
-    HttpClient(String),
+    #[error("could not build the HTTP client for the provider")]
+    HttpClient(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// Why OpenID Connect discovery failed ([`ConfigError::Discovery`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The issuer is not a URL.
+    #[error("the issuer is not a valid URL")]
+    InvalidIssuer(#[source] url::ParseError),
+    /// The discovery document or the key set (JWKS) could not be fetched: no connection,
+    /// no answer in time, an answer too large, a 5xx.
+    #[error("the discovery document or the provider's keys could not be fetched")]
+    Request(#[source] Box<dyn StdError + Send + Sync>),
+    /// The provider answered with an unexpected status or content type.
+    #[error("the provider answered {status}: {reason}")]
+    Status {
+        /// The HTTP status.
+        status: http::StatusCode,
+        /// What was unexpected (the status, or the content type).
+        reason: String,
+    },
+    /// The document or the key set is not valid JSON of the expected shape.
+    #[error("the discovery document or the provider's keys are not valid")]
+    InvalidDocument(#[source] Box<dyn StdError + Send + Sync>),
+    /// The document does not pass a check: its `issuer` is not the configured one, or
+    /// another validation of `openidconnect` failed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The provider does not support the authorization code flow (`response_type=code`).
+    #[error("the provider does not support response_type=code")]
+    CodeFlowUnsupported,
 }
 
 /// A failure of the session store.
@@ -69,6 +110,8 @@ pub enum ConfigError {
 #[error("session store error: {message}")]
 pub struct StoreError {
     message: String,
+    #[source]
+    source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
 impl StoreError {
@@ -76,8 +119,200 @@ impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            source: None,
         }
     }
+
+    /// A store error with a message and the error of the store's client that caused it,
+    /// which [`Error::source`](std::error::Error::source) returns. Neither may contain a
+    /// session id or token: loggers print the whole chain.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// Why the identity provider's answer could not be used: it did not come, came too late or
+/// too large, or is not one the layer can use. Every message is the layer's own words: a
+/// provider body, which may hold tokens, is never part of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProviderError {
+    /// No answer within the configured timeout.
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// The answer is larger than the configured limit.
+    #[error("the provider's answer is too large")]
+    TooLarge,
+    /// The provider answered with a 5xx status.
+    #[error("the provider answered with a server error")]
+    ServerError(StatusCode),
+    /// No connection, or the request failed on the way.
+    #[error("the provider could not be reached")]
+    Unreachable,
+    /// The answer is not JSON, or not of the expected shape.
+    #[error("the provider's answer is not valid")]
+    InvalidAnswer,
+    /// The token endpoint refused this client (`invalid_client`, `unauthorized_client`,
+    /// `unsupported_grant_type`, ...): the application's registration or configuration is
+    /// wrong, the provider answered as it should.
+    #[error("the provider refused this application")]
+    ClientRefused,
+    /// The token endpoint answered with an error code outside RFC 6749 5.2
+    /// (`server_error`, `temporarily_unavailable`, or one of its own).
+    #[error("the provider answered with an error")]
+    ErrorAnswer,
+    /// The token is not a bearer token (RFC 6750), the only kind the layer can use.
+    #[error("the provider issued a token of an unknown type")]
+    UnknownTokenType,
+    /// The access token is the empty string.
+    #[error("the provider issued an empty token")]
+    EmptyToken,
+    /// An ID token may be good, but the keys to verify it cannot be fetched now (the JWKS
+    /// endpoint is down during a key rotation, or a fetch is already running).
+    #[error("the provider's signing keys could not be fetched")]
+    KeysUnavailable,
+}
+
+impl ProviderError {
+    /// RFC 9110: 504 when the provider did not answer in time (15.6.5), 503 when the keys
+    /// cannot be had now and a later try may work (15.6.4), 500 when the provider refused
+    /// this application's own configuration (15.6.1), 502 for an answer that is a failure
+    /// or cannot be used (15.6.3).
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            ProviderError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProviderError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProviderError::ClientRefused => StatusCode::INTERNAL_SERVER_ERROR,
+            ProviderError::TooLarge
+            | ProviderError::ServerError(_)
+            | ProviderError::Unreachable
+            | ProviderError::InvalidAnswer
+            | ProviderError::ErrorAnswer
+            | ProviderError::UnknownTokenType
+            | ProviderError::EmptyToken => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl From<BackchannelError> for ProviderError {
+    fn from(e: BackchannelError) -> Self {
+        match e {
+            BackchannelError::Timeout => ProviderError::Timeout,
+            BackchannelError::TooLarge => ProviderError::TooLarge,
+            BackchannelError::ServerError(status) => ProviderError::ServerError(status),
+            BackchannelError::Connect | BackchannelError::Other => ProviderError::Unreachable,
+        }
+    }
+}
+
+/// Why the user's identity could not be had from the userinfo endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IdentityError {
+    /// The request failed (timeout, too large, unreachable).
+    #[error(transparent)]
+    Fetch(ProviderError),
+    /// No userinfo endpoint, and no ID token to say who the user is (the configuration
+    /// check at build time makes this unreachable).
+    #[error("no userinfo endpoint is configured")]
+    NoEndpoint,
+    /// The endpoint refused the access token, which had expired: the sign-in took longer
+    /// than the token lives.
+    #[error("the sign-in took longer than the provider's access token lasts")]
+    TokenOutlived,
+    /// The endpoint answered with a status other than 200.
+    #[error("the provider refused to say who you are")]
+    Refused(StatusCode),
+    /// The answer is not a JSON object.
+    #[error("the provider's answer is not a JSON object")]
+    NotJson,
+    /// The answer has no usable subject.
+    #[error("the provider's answer names no user")]
+    NoSubject,
+    /// The answer's `sub` is not the ID token's (OIDC Core 5.3.2).
+    #[error("the provider's user information is about another user")]
+    AnotherUser,
+}
+
+impl IdentityError {
+    fn status(self) -> StatusCode {
+        match self {
+            IdentityError::Fetch(e) => e.status(),
+            IdentityError::NoEndpoint => StatusCode::INTERNAL_SERVER_ERROR,
+            IdentityError::TokenOutlived
+            | IdentityError::Refused(_)
+            | IdentityError::NotJson
+            | IdentityError::NoSubject
+            | IdentityError::AnotherUser => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Why an ID token was refused. What the person is told: enough to know it was the
+/// provider's answer, nothing of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IdTokenError {
+    /// The token response has no `id_token`.
+    #[error("the provider sent no ID token")]
+    Missing,
+    /// The pending login has no nonce to check (it was started while OpenID Connect was
+    /// off): the browser's login, not the provider's answer, is at fault.
+    #[error("the sign-in was started without a nonce")]
+    LoginWithoutNonce,
+    /// Not a compact JWS in canonical base64url, or not a JWT.
+    #[error("the ID token is malformed")]
+    Malformed,
+    /// The signature does not verify with the provider's keys and an allowed algorithm.
+    #[error("the ID token's signature is not valid")]
+    Signature,
+    /// `iss` is not the configured issuer.
+    #[error("the ID token comes from another issuer")]
+    Issuer,
+    /// `aud` or `azp` name another party.
+    #[error("the ID token was issued to another party")]
+    Audience,
+    /// `exp` has passed or `iat` is out of range.
+    #[error("the ID token has expired or was issued at the wrong time")]
+    Expired,
+    /// The nonce is not this sign-in's.
+    #[error("the ID token does not belong to this sign-in")]
+    Nonce,
+    /// `sub` is empty or too long.
+    #[error("the ID token names no user")]
+    NoSubject,
+    /// Any other claim check failed.
+    #[error("the ID token is not valid")]
+    Invalid,
+}
+
+impl IdTokenError {
+    fn status(self) -> StatusCode {
+        match self {
+            IdTokenError::LoginWithoutNonce => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// What is wrong with a callback request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CallbackError {
+    /// A parameter appears twice (RFC 6749 3.1).
+    #[error("a parameter is repeated")]
+    RepeatedParameter,
+    /// A parameter is longer than the layer accepts.
+    #[error("a parameter is too long")]
+    ParameterTooLong,
+    /// No `state`.
+    #[error("the state parameter is missing")]
+    MissingState,
+    /// No `code`, or an empty one.
+    #[error("the code parameter is missing")]
+    MissingCode,
 }
 
 /// What went wrong in a login, logout or session lookup, and so which response is sent.
@@ -94,19 +329,20 @@ pub(crate) enum FlowError {
         description: Option<String>,
     },
     /// The callback request itself is malformed (missing code, repeated parameter, ...).
-    BadCallback(&'static str),
+    BadCallback(CallbackError),
     /// No pending login matches the `state` (missing, unknown, tampered or expired).
     UnknownState,
     /// The `iss` parameter (RFC 9207) is missing or names another issuer.
     IssuerMismatch,
     /// The token endpoint refused the code (`invalid_grant` and similar client errors).
     CodeRejected(String),
-    /// The provider failed: 5xx, non-JSON, timeout, an unusable token response.
-    Provider5xx(&'static str),
+    /// The provider's answer did not come or cannot be used: 5xx, non-JSON, timeout, an
+    /// unusable token response, signing keys that cannot be fetched.
+    ProviderFailed(ProviderError),
     /// The user's identity could not be fetched or has no subject.
-    Identity(&'static str),
+    Identity(IdentityError),
     /// The ID token failed verification (OpenID Connect).
-    IdToken(&'static str),
+    IdToken(IdTokenError),
     /// The session store failed.
     Store,
     /// The access token expired and could not be refreshed just now.
@@ -126,9 +362,9 @@ impl FlowError {
                 StatusCode::BAD_REQUEST
             }
             FlowError::CodeRejected(_) => StatusCode::BAD_REQUEST,
-            FlowError::Provider5xx(_) | FlowError::Identity(_) | FlowError::IdToken(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            FlowError::ProviderFailed(e) => e.status(),
+            FlowError::Identity(e) => e.status(),
+            FlowError::IdToken(e) => e.status(),
             FlowError::Store | FlowError::RefreshUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             FlowError::CrossSite => StatusCode::FORBIDDEN,
             FlowError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -143,7 +379,7 @@ impl FlowError {
             FlowError::UnknownState => "invalid_state",
             FlowError::IssuerMismatch => "invalid_issuer",
             FlowError::CodeRejected(_) => "code_rejected",
-            FlowError::Provider5xx(_) => "provider_error",
+            FlowError::ProviderFailed(_) => "provider_error",
             FlowError::Identity(_) => "identity_error",
             FlowError::IdToken(_) => "invalid_id_token",
             FlowError::Store => "session_store_unavailable",
@@ -189,7 +425,7 @@ impl FlowError {
                     "The identity provider refused to complete the sign-in ({code}). Start again."
                 ),
             ),
-            FlowError::Provider5xx(what) => (
+            FlowError::ProviderFailed(what) => (
                 "The identity provider is not answering properly",
                 format!("Sign-in could not be completed: {what}. Try again in a moment."),
             ),
@@ -249,5 +485,171 @@ impl FlowError {
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_of(e: &FlowError) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
+        let res = e.response(true, None);
+        let body = serde_json::from_slice(res.body()).unwrap();
+        (
+            res.status(),
+            body,
+            res.headers().get(header::RETRY_AFTER).cloned(),
+        )
+    }
+
+    #[test]
+    fn each_failure_has_the_status_that_fits_and_a_stable_code() {
+        use FlowError as F;
+        let cases = [
+            (
+                F::ProviderFailed(ProviderError::Timeout),
+                504,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::KeysUnavailable),
+                503,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::ClientRefused),
+                500,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::ErrorAnswer),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::ServerError(StatusCode::SERVICE_UNAVAILABLE)),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::Unreachable),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::TooLarge),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::InvalidAnswer),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::UnknownTokenType),
+                502,
+                "provider_error",
+            ),
+            (
+                F::ProviderFailed(ProviderError::EmptyToken),
+                502,
+                "provider_error",
+            ),
+            (
+                F::Identity(IdentityError::Fetch(ProviderError::Timeout)),
+                504,
+                "identity_error",
+            ),
+            (
+                F::Identity(IdentityError::NoEndpoint),
+                500,
+                "identity_error",
+            ),
+            (
+                F::Identity(IdentityError::Refused(StatusCode::FORBIDDEN)),
+                502,
+                "identity_error",
+            ),
+            (
+                F::Identity(IdentityError::TokenOutlived),
+                502,
+                "identity_error",
+            ),
+            (F::IdToken(IdTokenError::Signature), 502, "invalid_id_token"),
+            (
+                F::IdToken(IdTokenError::LoginWithoutNonce),
+                400,
+                "invalid_id_token",
+            ),
+            (
+                F::BadCallback(CallbackError::MissingCode),
+                400,
+                "invalid_callback",
+            ),
+            (F::Store, 503, "session_store_unavailable"),
+            (F::RefreshUnavailable, 503, "provider_unavailable"),
+        ];
+        for (e, status, code) in cases {
+            let (got, body, retry) = json_of(&e);
+            assert_eq!(got.as_u16(), status, "{e:?}");
+            assert_eq!(body["error"], code, "{e:?}");
+            assert_eq!(retry.is_some(), status == 503, "{e:?}: Retry-After");
+        }
+    }
+
+    #[test]
+    fn the_person_is_told_what_failed_in_the_layers_words() {
+        let (_, body, _) = json_of(&FlowError::ProviderFailed(ProviderError::ServerError(
+            StatusCode::BAD_GATEWAY,
+        )));
+        assert_eq!(
+            body["error_description"],
+            "Sign-in could not be completed: the provider answered with a server error. \
+             Try again in a moment."
+        );
+        let (_, body, _) = json_of(&FlowError::IdToken(IdTokenError::Nonce));
+        assert_eq!(
+            body["error_description"],
+            "The identity provider's answer failed verification: the ID token does not \
+             belong to this sign-in."
+        );
+        let (_, body, _) = json_of(&FlowError::Identity(IdentityError::Fetch(
+            ProviderError::TooLarge,
+        )));
+        assert_eq!(
+            body["error_description"],
+            "Sign-in could not be completed: the provider's answer is too large. Try again \
+             in a moment."
+        );
+    }
+
+    #[test]
+    fn backchannel_failures_become_provider_errors() {
+        for (from, to) in [
+            (BackchannelError::Timeout, ProviderError::Timeout),
+            (BackchannelError::TooLarge, ProviderError::TooLarge),
+            (BackchannelError::Connect, ProviderError::Unreachable),
+            (BackchannelError::Other, ProviderError::Unreachable),
+            (
+                BackchannelError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
+                ProviderError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+        ] {
+            assert_eq!(ProviderError::from(from), to);
+        }
+    }
+
+    #[test]
+    fn config_and_store_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let e = ConfigError::Discovery(DiscoveryError::InvalidIssuer(
+            url::Url::parse("not a url").unwrap_err(),
+        ));
+        let cause = e.source().expect("the discovery error");
+        assert!(cause.source().is_some(), "the URL parse error");
+        let e = StoreError::with_source("redis load: no answer", std::io::Error::other("x"));
+        assert_eq!(e.source().unwrap().to_string(), "x");
+        assert!(StoreError::new("down").source().is_none());
     }
 }

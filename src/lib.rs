@@ -104,7 +104,7 @@ pub mod dev;
 pub mod fuzzing;
 
 pub use config::{Access, ClientAuth, LoginLayerBuilder, UnauthenticatedApi};
-pub use error::{ConfigError, StoreError};
+pub use error::{ConfigError, DiscoveryError, StoreError};
 pub use extract::{AccessToken, AccessTokenRejection, AuthUser, TokenExpired, Unauthenticated};
 pub use layer::{LoginLayer, LoginService, ResponseFuture};
 pub use require_login::{RequireLogin, RequireLoginLayer};

@@ -12,8 +12,9 @@ use http_body_util::BodyExt;
 use oauth2::AuthType;
 use subtle::ConstantTimeEq;
 
+use crate::backchannel::BackchannelError;
 use crate::config::Inner;
-use crate::error::FlowError;
+use crate::error::{FlowError, ProviderError};
 use crate::oidc::LogoutRefusal;
 use crate::session::{self, OnceKey, Session, SessionId, SessionMatch};
 use crate::{cookie, page};
@@ -173,7 +174,7 @@ fn revoke_in_background(inner: &Arc<Inner>, session: &Session) {
 /// The RFC 7009 request, written here rather than through `oauth2`: `oauth2` refuses
 /// revocation endpoints that are not https, and this layer allows plain http on loopback
 /// for every endpoint (development, tests).
-async fn revoke(inner: &Inner, url: &url::Url, token: &str, hint: &str) -> Result<(), String> {
+async fn revoke(inner: &Inner, url: &url::Url, token: &str, hint: &str) -> Result<(), RevokeError> {
     let mut form = vec![("token", token), ("token_type_hint", hint)];
     let mut request = http::Request::builder()
         .method(http::Method::POST)
@@ -204,17 +205,27 @@ async fn revoke(inner: &Inner, url: &url::Url, token: &str, hint: &str) -> Resul
         .finish();
     let request = request
         .body(body.into_bytes())
-        .map_err(|_| "could not build the request".to_string())?;
-    let response = inner
-        .backchannel
-        .execute(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| RevokeError::Request)?;
+    let response = inner.backchannel.execute(request).await?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("the provider answered {}", response.status()))
+        Err(RevokeError::Refused(response.status()))
     }
+}
+
+/// Why a revocation (RFC 7009) failed: only logged, the logout goes on without it.
+#[derive(Debug, thiserror::Error)]
+enum RevokeError {
+    /// The request could not be built (the configured URL is not a valid URI).
+    #[error("could not build the request")]
+    Request,
+    /// No answer, or a 5xx.
+    #[error(transparent)]
+    Backchannel(#[from] BackchannelError),
+    /// The provider answered with a status other than 2xx (and not 5xx).
+    #[error("the provider answered {0}")]
+    Refused(StatusCode),
 }
 
 /// Answers `POST <back-channel logout path>` (OpenID Connect Back-Channel Logout 1.0): the
@@ -257,8 +268,8 @@ where
     let token = match oidc.verify_logout_token(&inner.backchannel, &token).await {
         Ok(found) => found,
         Err(LogoutRefusal::Invalid(why)) => {
-            tracing::warn!(reason = why, "back-channel logout token refused");
-            return bad_logout_request(why);
+            tracing::warn!(reason = %why, "back-channel logout token refused");
+            return bad_logout_request(&why.to_string());
         }
         Err(LogoutRefusal::KeysUnavailable) => {
             tracing::warn!(
@@ -268,7 +279,7 @@ where
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({
                     "error": "temporarily_unavailable",
-                    "error_description": crate::oidc::KEYS_UNAVAILABLE,
+                    "error_description": ProviderError::KeysUnavailable.to_string(),
                 }),
             );
         }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::backchannel::Backchannel;
-use crate::error::FlowError;
+use crate::error::{DiscoveryError, FlowError, IdTokenError, ProviderError};
 use crate::jwk::{self, Jwks};
 
 /// Metadata fields the layer reads beyond what `openidconnect` types.
@@ -90,10 +90,6 @@ const MAX_ID_TOKEN_AGE: Duration = Duration::from_secs(10 * 60);
 pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
 const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-
-/// What [`FlowError::Provider5xx`] says when an ID token may be good but the keys to
-/// verify it cannot be fetched (the JWKS endpoint is down during a key rotation).
-pub(crate) const KEYS_UNAVAILABLE: &str = "the provider's signing keys could not be fetched";
 
 /// What a forced JWKS re-fetch gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,18 +194,84 @@ impl LogoutToken {
     }
 }
 
+/// What is wrong with a back-channel logout token: said in the log and in the
+/// `error_description` of the 400 answer (the provider's, not a person's, to read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LogoutTokenError {
+    /// The token is larger than 16 KiB.
+    #[error("token too large")]
+    TooLarge,
+    /// Not three dot-separated parts.
+    #[error("not a compact JWS")]
+    NotCompactJws,
+    /// The JOSE header is not base64url JSON.
+    #[error("bad header")]
+    BadHeader,
+    /// The header has `crit`, which the layer does not support.
+    #[error("critical header parameters are not supported")]
+    CriticalHeader,
+    /// The claims are not a base64url JSON object.
+    #[error("bad claims")]
+    BadClaims,
+    /// The signature is not base64url.
+    #[error("bad signature encoding")]
+    BadSignatureEncoding,
+    /// `typ` is neither `logout+jwt` nor `JWT`.
+    #[error("unexpected token type")]
+    UnexpectedType,
+    /// `alg` names no known algorithm.
+    #[error("unknown algorithm")]
+    UnknownAlgorithm,
+    /// `alg` is not one the configuration allows.
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// The signature does not verify with the provider's keys.
+    #[error("bad signature")]
+    BadSignature,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` is not (only) this client.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// No `iat`.
+    #[error("no iat")]
+    NoIat,
+    /// `iat` is in the future or too old.
+    #[error("iat out of range")]
+    IatOutOfRange,
+    /// `exp` has passed.
+    #[error("expired")]
+    Expired,
+    /// `jti` is longer than the layer records.
+    #[error("jti too long")]
+    JtiTooLong,
+    /// No `jti`.
+    #[error("no jti")]
+    NoJti,
+    /// `events` has no back-channel logout event.
+    #[error("no back-channel logout event")]
+    NoEvent,
+    /// The token carries a `nonce` (OIDC Back-Channel Logout 2.4).
+    #[error("a logout token must not carry a nonce")]
+    Nonce,
+    /// Neither `sub` nor `sid`.
+    #[error("neither sub nor sid")]
+    NoSubject,
+}
+
 /// Why a logout token was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogoutRefusal {
     /// The token is not valid (400): what is wrong with it, for the log and the answer.
-    Invalid(&'static str),
+    Invalid(LogoutTokenError),
     /// The keys that might verify it cannot be had now (a fetch failed or is running):
     /// not the token's fault (503).
     KeysUnavailable,
 }
 
-impl From<&'static str> for LogoutRefusal {
-    fn from(why: &'static str) -> Self {
+impl From<LogoutTokenError> for LogoutRefusal {
+    fn from(why: LogoutTokenError) -> Self {
         LogoutRefusal::Invalid(why)
     }
 }
@@ -353,11 +415,11 @@ impl Oidc {
         // openidconnect's JWS parser accepts base64url with stray trailing bits, so 16
         // spellings of one signature pass; a token must be in its one canonical form.
         if !is_canonical_jws(raw) {
-            return Err(FlowError::IdToken("the ID token is malformed"));
+            return Err(FlowError::IdToken(IdTokenError::Malformed));
         }
         let token: IdToken = raw
             .parse()
-            .map_err(|_| FlowError::IdToken("the ID token is malformed"))?;
+            .map_err(|_| FlowError::IdToken(IdTokenError::Malformed))?;
         let (mut keys, mut generation) = self.current_keys();
         if generation == 0 {
             self.refetch_keys(http, 0).await;
@@ -377,7 +439,9 @@ impl Oidc {
                     }
                     Refetch::Unchanged => Err(ClaimsVerificationError::SignatureVerification(e)),
                     // Not the token's fault: the keys that may verify it cannot be had now.
-                    Refetch::Unavailable => return Err(FlowError::Provider5xx(KEYS_UNAVAILABLE)),
+                    Refetch::Unavailable => {
+                        return Err(FlowError::ProviderFailed(ProviderError::KeysUnavailable))
+                    }
                 }
             }
             other => other,
@@ -393,22 +457,18 @@ impl Oidc {
         match claims.authorized_party() {
             Some(azp) if **azp != *self.client_id => {
                 tracing::warn!("ID token refused: azp names another client");
-                return Err(FlowError::IdToken(
-                    "the ID token was issued to another party",
-                ));
+                return Err(FlowError::IdToken(IdTokenError::Audience));
             }
             None if audiences.len() > 1 => {
                 tracing::warn!("ID token refused: several audiences and no azp");
-                return Err(FlowError::IdToken(
-                    "the ID token was issued to another party",
-                ));
+                return Err(FlowError::IdToken(IdTokenError::Audience));
             }
             _ => {}
         }
 
         let subject = claims.subject().as_str().to_string();
         if subject.is_empty() || subject.len() > 255 {
-            return Err(FlowError::IdToken("the ID token names no user"));
+            return Err(FlowError::IdToken(IdTokenError::NoSubject));
         }
         let sid = claims.additional_claims().sid.clone();
         let claims = match serde_json::to_value(&claims) {
@@ -515,14 +575,14 @@ impl Oidc {
         let jwt = UnverifiedJwt::parse(raw)?;
         if let Some(typ) = &jwt.header.typ {
             if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT") {
-                return Err("unexpected token type".into());
+                return Err(LogoutTokenError::UnexpectedType.into());
             }
         }
         let alg: CoreJwsSigningAlgorithm =
             serde_json::from_value(Value::String(jwt.header.alg.clone()))
-                .map_err(|_| LogoutRefusal::Invalid("unknown algorithm"))?;
+                .map_err(|_| LogoutRefusal::Invalid(LogoutTokenError::UnknownAlgorithm))?;
         if !self.algs.contains(&alg) {
-            return Err("algorithm not allowed".into());
+            return Err(LogoutTokenError::AlgorithmNotAllowed.into());
         }
         let kid = jwt.header.kid.clone().map(JsonWebKeyId::new);
         let (keys, generation) = self.current_keys();
@@ -538,11 +598,11 @@ impl Oidc {
             }
             other => other,
         };
-        verified.map_err(|_| LogoutRefusal::Invalid("bad signature"))?;
+        verified.map_err(|_| LogoutRefusal::Invalid(LogoutTokenError::BadSignature))?;
 
         let claims = &jwt.claims;
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err("wrong issuer".into());
+            return Err(LogoutTokenError::WrongIssuer.into());
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => a == self.client_id.as_str(),
@@ -556,18 +616,18 @@ impl Oidc {
             _ => false,
         };
         if !aud_ok {
-            return Err("wrong audience".into());
+            return Err(LogoutTokenError::WrongAudience.into());
         }
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(0);
         let max_age = i64::try_from(MAX_ID_TOKEN_AGE.as_secs()).unwrap_or(600);
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
-            .ok_or(LogoutRefusal::Invalid("no iat"))?;
+            .ok_or(LogoutRefusal::Invalid(LogoutTokenError::NoIat))?;
         if iat > now.saturating_add(leeway)
             || iat < now.saturating_sub(leeway).saturating_sub(max_age)
         {
-            return Err("iat out of range".into());
+            return Err(LogoutTokenError::IatOutOfRange.into());
         }
         // The last second at which the checks above and below still pass: a replay must be
         // refused until then, and need not be after.
@@ -577,13 +637,13 @@ impl Oidc {
                 Some(exp) if exp.saturating_add(leeway) > now => {
                     accepted_until = accepted_until.min(exp.saturating_add(leeway) - 1);
                 }
-                _ => return Err("expired".into()),
+                _ => return Err(LogoutTokenError::Expired.into()),
             }
         }
         let jti = match claims.get("jti").and_then(Value::as_str) {
             Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => jti.to_string(),
-            Some(jti) if !jti.is_empty() => return Err("jti too long".into()),
-            _ => return Err("no jti".into()),
+            Some(jti) if !jti.is_empty() => return Err(LogoutTokenError::JtiTooLong.into()),
+            _ => return Err(LogoutTokenError::NoJti.into()),
         };
         let event_ok = claims
             .get("events")
@@ -591,10 +651,10 @@ impl Oidc {
             .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
             .is_some_and(Value::is_object);
         if !event_ok {
-            return Err("no back-channel logout event".into());
+            return Err(LogoutTokenError::NoEvent.into());
         }
         if claims.contains_key("nonce") {
-            return Err("a logout token must not carry a nonce".into());
+            return Err(LogoutTokenError::Nonce.into());
         }
         let sub = claims
             .get("sub")
@@ -605,7 +665,7 @@ impl Oidc {
             .and_then(Value::as_str)
             .map(str::to_string);
         if sub.is_none() && sid.is_none() {
-            return Err("neither sub nor sid".into());
+            return Err(LogoutTokenError::NoSubject.into());
         }
         Ok(LogoutToken {
             subject: sub,
@@ -618,36 +678,34 @@ impl Oidc {
 
 /// Fetches the discovery document of `issuer` (its `issuer` must be the same string) and
 /// the JWKS it names.
-pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, String>
+pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, DiscoveryError>
 where
-    C: openidconnect::AsyncHttpClient<'c>,
+    C: openidconnect::AsyncHttpClient<'c, Error = crate::backchannel::BackchannelError>,
 {
-    let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| e.to_string())?;
+    let issuer = IssuerUrl::new(issuer.to_string()).map_err(DiscoveryError::InvalidIssuer)?;
     Metadata::discover_async(issuer, http)
         .await
         .map_err(|e| match e {
-            openidconnect::DiscoveryError::Validation(msg) => msg,
-            openidconnect::DiscoveryError::Request(e) => e.to_string(),
-            openidconnect::DiscoveryError::Response(status, _, msg) => format!("{status}: {msg}"),
-            openidconnect::DiscoveryError::Parse(e) => format!("invalid document: {e}"),
-            other => other.to_string(),
+            openidconnect::DiscoveryError::Validation(msg) => DiscoveryError::Invalid(msg),
+            openidconnect::DiscoveryError::Request(e) => DiscoveryError::Request(Box::new(e)),
+            // The body is not kept: it is the provider's, of any size.
+            openidconnect::DiscoveryError::Response(status, _, reason) => {
+                DiscoveryError::Status { status, reason }
+            }
+            openidconnect::DiscoveryError::Parse(e) => DiscoveryError::InvalidDocument(Box::new(e)),
+            other => DiscoveryError::Invalid(other.to_string()),
         })
 }
 
-/// What the person is told about a refused ID token: enough to know it was the provider's
-/// answer, nothing of its content.
-fn describe(e: &ClaimsVerificationError) -> &'static str {
+/// Which check a refused ID token failed.
+fn describe(e: &ClaimsVerificationError) -> IdTokenError {
     match e {
-        ClaimsVerificationError::Expired(_) => {
-            "the ID token has expired or was issued at the wrong time"
-        }
-        ClaimsVerificationError::InvalidAudience(_) => "the ID token was issued to another party",
-        ClaimsVerificationError::InvalidIssuer(_) => "the ID token comes from another issuer",
-        ClaimsVerificationError::InvalidNonce(_) => "the ID token does not belong to this sign-in",
-        ClaimsVerificationError::SignatureVerification(_) => {
-            "the ID token's signature is not valid"
-        }
-        _ => "the ID token is not valid",
+        ClaimsVerificationError::Expired(_) => IdTokenError::Expired,
+        ClaimsVerificationError::InvalidAudience(_) => IdTokenError::Audience,
+        ClaimsVerificationError::InvalidIssuer(_) => IdTokenError::Issuer,
+        ClaimsVerificationError::InvalidNonce(_) => IdTokenError::Nonce,
+        ClaimsVerificationError::SignatureVerification(_) => IdTokenError::Signature,
+        _ => IdTokenError::Invalid,
     }
 }
 
@@ -699,32 +757,32 @@ struct UnverifiedJwt<'a> {
 }
 
 impl<'a> UnverifiedJwt<'a> {
-    fn parse(raw: &'a str) -> Result<Self, &'static str> {
+    fn parse(raw: &'a str) -> Result<Self, LogoutTokenError> {
         if raw.len() > 16 * 1024 {
-            return Err("token too large");
+            return Err(LogoutTokenError::TooLarge);
         }
         let mut parts = raw.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("not a compact JWS");
+            return Err(LogoutTokenError::NotCompactJws);
         };
         let header: JoseHeader = URL_SAFE_NO_PAD
             .decode(h)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or("bad header")?;
+            .ok_or(LogoutTokenError::BadHeader)?;
         if header.crit.is_some() {
-            return Err("critical header parameters are not supported");
+            return Err(LogoutTokenError::CriticalHeader);
         }
         let claims: Map<String, Value> = URL_SAFE_NO_PAD
             .decode(p)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or("bad claims")?;
+            .ok_or(LogoutTokenError::BadClaims)?;
         let signature = URL_SAFE_NO_PAD
             .decode(s)
-            .map_err(|_| "bad signature encoding")?;
+            .map_err(|_| LogoutTokenError::BadSignatureEncoding)?;
         Ok(Self {
             header,
             claims,
@@ -907,9 +965,9 @@ mod tests {
                     .await
                     .unwrap_err(),
                 LogoutRefusal::Invalid(if exp.is_some() {
-                    "expired"
+                    LogoutTokenError::Expired
                 } else {
-                    "iat out of range"
+                    LogoutTokenError::IatOutOfRange
                 })
             );
         }

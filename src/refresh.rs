@@ -335,7 +335,9 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
             // in a refresh without an ID token (allowed, OIDC Core 12.2), so they are kept
             // with the verified identity of the login; dropping them would end the session
             // at the next refresh, the refresh token having been rotated.
-            Err(crate::error::FlowError::Provider5xx(crate::oidc::KEYS_UNAVAILABLE)) => {
+            Err(crate::error::FlowError::ProviderFailed(
+                crate::error::ProviderError::KeysUnavailable,
+            )) => {
                 tracing::warn!("refreshed ID token not verified: the provider's keys are unavailable; the new tokens are kept");
             }
             Err(e) => {

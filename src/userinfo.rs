@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
-use crate::error::FlowError;
+use crate::error::{FlowError, IdentityError};
 use crate::session::now_secs;
 
 /// The user as the provider describes them.
@@ -30,30 +30,24 @@ pub(crate) async fn fetch(inner: &Inner, bearer: Bearer<'_>) -> Result<Identity,
     let url = inner
         .userinfo_url
         .as_ref()
-        .ok_or(FlowError::Identity("no userinfo endpoint is configured"))?;
+        .ok_or(FlowError::Identity(IdentityError::NoEndpoint))?;
     let response = inner
         .backchannel
         .get_with_bearer(url.as_str(), bearer.token)
         .await
-        .map_err(|e| match e {
-            BackchannelError::Timeout => FlowError::Identity("the provider did not answer in time"),
-            BackchannelError::TooLarge => FlowError::Identity("the provider's answer is too large"),
-            _ => FlowError::Identity("the provider could not be reached"),
-        })?;
+        .map_err(|e: BackchannelError| FlowError::Identity(IdentityError::Fetch(e.into())))?;
     let expired = bearer.expires_at.is_some_and(|at| now_secs() >= at);
     if response.status() == StatusCode::UNAUTHORIZED && expired {
         // Not the provider's fault: the token lived less long than the sign-in took (its
         // answers were slow, or the token lives seconds). A new attempt gets a new token.
         tracing::warn!("userinfo refused the access token, which had expired: the sign-in took longer than the token lives");
-        return Err(FlowError::Identity(
-            "the sign-in took longer than the provider's access token lasts",
-        ));
+        return Err(FlowError::Identity(IdentityError::TokenOutlived));
     }
     if response.status() != StatusCode::OK {
         tracing::warn!(status = %response.status(), "userinfo endpoint refused the request");
-        return Err(FlowError::Identity(
-            "the provider refused to say who you are",
-        ));
+        return Err(FlowError::Identity(IdentityError::Refused(
+            response.status(),
+        )));
     }
     parse(response.body(), &inner.subject_field)
 }
@@ -61,12 +55,12 @@ pub(crate) async fn fetch(inner: &Inner, bearer: Bearer<'_>) -> Result<Identity,
 /// Parses a userinfo body: a JSON object whose `subject_field` is a non-empty string or
 /// an integer.
 pub(crate) fn parse(body: &[u8], subject_field: &str) -> Result<Identity, FlowError> {
-    let claims: Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|_| FlowError::Identity("the provider's answer is not a JSON object"))?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|_| FlowError::Identity(IdentityError::NotJson))?;
     let subject = match claims.get(subject_field) {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
-        _ => return Err(FlowError::Identity("the provider's answer names no user")),
+        _ => return Err(FlowError::Identity(IdentityError::NoSubject)),
     };
     Ok(Identity {
         subject,

@@ -228,7 +228,18 @@ async fn discovery_issuer_mismatch_is_refused_at_build_time() {
         .discover(app.provider.issuer())
         .await
         .expect_err("issuer mismatch");
-    assert!(err.to_string().contains("issuer"), "{err}");
+    // The typed cause, and its text as the source (the top level says discovery failed).
+    assert!(
+        matches!(
+            err,
+            tower_oauth2_login::ConfigError::Discovery(
+                tower_oauth2_login::DiscoveryError::Invalid(_)
+            )
+        ),
+        "{err:?}"
+    );
+    let cause = std::error::Error::source(&err).expect("a source");
+    assert!(cause.to_string().contains("issuer"), "{err}: {cause}");
 }
 
 #[tokio::test]

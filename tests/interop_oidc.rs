@@ -126,7 +126,18 @@ async fn discovery_of_another_issuer_fails_at_build_time() {
         .discover(provider.issuer().replace("127.0.0.1", "localhost"))
         .await
         .expect_err("issuer mismatch");
-    assert!(err.to_string().contains("issuer"), "{err}");
+    // The typed cause, and its text as the source (the top level says discovery failed).
+    assert!(
+        matches!(
+            err,
+            tower_oauth2_login::ConfigError::Discovery(
+                tower_oauth2_login::DiscoveryError::Invalid(_)
+            )
+        ),
+        "{err:?}"
+    );
+    let cause = std::error::Error::source(&err).expect("a source");
+    assert!(cause.to_string().contains("issuer"), "{err}: {cause}");
 }
 
 #[tokio::test]

@@ -512,6 +512,21 @@ fn configuration_errors_are_reported_at_build_time() {
 }
 
 #[test]
+fn a_reserved_authorization_parameter_is_named() {
+    for name in ["state", "nonce", "redirect_uri", "code_challenge"] {
+        let err = valid()
+            .with_authorization_param(name, "fixed")
+            .build()
+            .expect_err(name);
+        assert!(
+            matches!(&err, ConfigError::ReservedAuthorizationParam { name: n } if n == name),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
+
+#[test]
 fn paths_default_beside_the_callback() {
     let layer = valid().build().unwrap();
     assert_eq!(layer.callback_path(), "/auth/callback");

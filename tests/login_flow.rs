@@ -705,14 +705,39 @@ async fn token_endpoint_non_json_is_a_502_page() {
     token_endpoint_failure(TokenBehavior::NotJson, StatusCode::BAD_GATEWAY, "not valid").await;
 }
 
+/// RFC 9110 15.6.5: the provider not answering in time is a gateway timeout, not a bad
+/// answer; the JSON code stays `provider_error`.
 #[tokio::test]
-async fn token_endpoint_timeout_is_a_502_page() {
+async fn token_endpoint_timeout_is_a_504_page() {
     token_endpoint_failure(
         TokenBehavior::Slow(std::time::Duration::from_secs(3)),
-        StatusCode::BAD_GATEWAY,
+        StatusCode::GATEWAY_TIMEOUT,
         "did not answer in time",
     )
     .await;
+}
+
+/// A provider that refuses this client (a wrong or revoked secret: `invalid_client`)
+/// answered as it should: the fault is the application's configuration, a 500, and the
+/// page says so without the secret.
+#[tokio::test]
+async fn a_client_the_provider_refuses_is_a_500_page() {
+    let app = app::start_with(Options {
+        layer: Box::new(|b| b.with_client_secret("not-the-registered-secret")),
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let res = app.login(&browser, "/protected").await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{res:#?}");
+    assert!(
+        res.body.contains("refused this application"),
+        "{}",
+        res.body
+    );
+    assert!(!res.body.contains("not-the-registered-secret"));
+    assert!(!res.body.contains(CLIENT_SECRET));
+    assert!(browser.cookie(&app.base, "oauth2_session").is_none());
 }
 
 #[tokio::test]

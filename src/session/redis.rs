@@ -210,10 +210,13 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(store_error(what, &e)),
-            Err(_) => Err(StoreError::new(format!(
-                "redis {what}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(elapsed) => Err(StoreError::with_source(
+                format!(
+                    "redis {what}: no answer within {} ms",
+                    self.timeout.as_millis()
+                ),
+                elapsed,
+            )),
         }
     }
 
@@ -281,8 +284,9 @@ impl RedisStore {
                 .bounded::<()>("save", self.query(Request::Cmd(&cmd)))
                 .await;
         }
-        let value = serde_json::to_vec(&*session)
-            .map_err(|_| StoreError::new("redis save: the session could not be serialized"))?;
+        let value = serde_json::to_vec(&*session).map_err(|e| {
+            StoreError::with_source("redis save: the session could not be serialized", e)
+        })?;
         // The sets live as long as the longest-lived session they name can: the absolute
         // deadline, which no slide of the idle deadline passes.
         let index_expires_at = session.absolute_expires_at.max(expires_at);
@@ -328,8 +332,9 @@ impl RedisStore {
             self.delete_uncached(key).await?;
             return Ok(false);
         }
-        let value = serde_json::to_vec(&*session)
-            .map_err(|_| StoreError::new("redis update: the session could not be serialized"))?;
+        let value = serde_json::to_vec(&*session).map_err(|e| {
+            StoreError::with_source("redis update: the session could not be serialized", e)
+        })?;
         let cmd = redis::cmd("SET")
             .arg(self.session_key(&key.to_hex()))
             .arg(value)
@@ -411,7 +416,8 @@ fn is_connection_error(e: &RedisError) -> bool {
 }
 
 /// A [`StoreError`] that says what failed and how, with nothing from the request: server
-/// error details can echo arguments (keys), so only their code is kept.
+/// error details can echo arguments (keys), so only their code is kept, and the
+/// `RedisError` is not attached as the source (loggers print the whole chain).
 fn store_error(what: &str, e: &RedisError) -> StoreError {
     let how = if e.is_connection_refusal() {
         "connection refused".to_string()
@@ -568,11 +574,14 @@ impl RedisStoreBuilder {
                 ))
             }
             Ok(Err(e)) => return Err(store_error("connect", &e)),
-            Err(_) => {
-                return Err(StoreError::new(format!(
-                    "redis connect: no answer within {} ms",
-                    self.timeout.as_millis()
-                )))
+            Err(elapsed) => {
+                return Err(StoreError::with_source(
+                    format!(
+                        "redis connect: no answer within {} ms",
+                        self.timeout.as_millis()
+                    ),
+                    elapsed,
+                ))
             }
         };
         if let Some(cache) = &cache {
