@@ -357,6 +357,12 @@ impl FlowError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             FlowError::Provider { code, .. } if code == "access_denied" => StatusCode::FORBIDDEN,
+            // RFC 6749 4.1.2.1: the two codes by which the authorization server says it
+            // failed, not that the request was wrong.
+            FlowError::Provider { code, .. } if code == "server_error" => StatusCode::BAD_GATEWAY,
+            FlowError::Provider { code, .. } if code == "temporarily_unavailable" => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             FlowError::Provider { .. } => StatusCode::BAD_REQUEST,
             FlowError::BadCallback(_) | FlowError::UnknownState | FlowError::IssuerMismatch => {
                 StatusCode::BAD_REQUEST
@@ -393,10 +399,12 @@ impl FlowError {
     pub(crate) fn explain(&self) -> (&'static str, String) {
         match self {
             FlowError::Provider { code, description } => {
-                let title = if code == "access_denied" {
-                    "Sign-in was cancelled"
-                } else {
-                    "The provider refused the sign-in"
+                let title = match code.as_str() {
+                    "access_denied" => "Sign-in was cancelled",
+                    "server_error" | "temporarily_unavailable" => {
+                        "The identity provider is not answering properly"
+                    }
+                    _ => "The provider refused the sign-in",
                 };
                 let mut text = format!("The identity provider answered: {code}.");
                 if let Some(d) = description {
@@ -502,6 +510,13 @@ mod tests {
         )
     }
 
+    fn provider(code: &str) -> FlowError {
+        FlowError::Provider {
+            code: code.into(),
+            description: None,
+        }
+    }
+
     #[test]
     fn each_failure_has_the_status_that_fits_and_a_stable_code() {
         use FlowError as F;
@@ -588,6 +603,23 @@ mod tests {
                 "invalid_callback",
             ),
             (F::Store, 503, "session_store_unavailable"),
+            (provider("access_denied"), 403, "access_denied"),
+            (provider("server_error"), 502, "server_error"),
+            (
+                provider("temporarily_unavailable"),
+                503,
+                "temporarily_unavailable",
+            ),
+            (provider("invalid_scope"), 400, "invalid_scope"),
+            (
+                F::CodeRejected("invalid_grant".into()),
+                400,
+                "code_rejected",
+            ),
+            (F::UnknownState, 400, "invalid_state"),
+            (F::IssuerMismatch, 400, "invalid_issuer"),
+            (F::CrossSite, 403, "cross_site_request"),
+            (F::MethodNotAllowed("GET"), 405, "method_not_allowed"),
             (F::RefreshUnavailable, 503, "provider_unavailable"),
         ];
         for (e, status, code) in cases {
