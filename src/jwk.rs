@@ -128,7 +128,7 @@ impl JsonWebKey for Jwk {
         };
         if let (Some(params), Some(rsa)) = (params, &self.rsa) {
             check_key_compatibility(self, signature_alg)
-                .map_err(|e| SignatureVerificationError::InvalidKey(e.to_owned()))?;
+                .map_err(|e| SignatureVerificationError::InvalidKey(e.to_string()))?;
             if rsa.verify(params, message, signature).is_ok() {
                 return Ok(());
             }
@@ -143,24 +143,42 @@ impl JsonWebKey for Jwk {
     }
 }
 
+/// Why a key cannot check a signature of an algorithm (the texts are `openidconnect`'s,
+/// which its `SignatureVerificationError::InvalidKey` carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum KeyMismatch {
+    /// `use` is not `sig`.
+    #[error("key usage not permitted for digital signatures")]
+    Usage,
+    /// `kty` is not the algorithm's.
+    #[error("key type does not match signature algorithm")]
+    KeyType,
+    /// `alg` names no signing algorithm.
+    #[error("key algorithm is not a signing algorithm")]
+    NotSigning,
+    /// `alg` names another algorithm.
+    #[error("incompatible key algorithm")]
+    Algorithm,
+}
+
 /// `openidconnect`'s own check (crate-private there) of a key for a signature algorithm.
 fn check_key_compatibility(
     key: &Jwk,
     signing_algorithm: &CoreJwsSigningAlgorithm,
-) -> Result<(), &'static str> {
+) -> Result<(), KeyMismatch> {
     if let Some(use_) = key.key_use() {
         if !use_.allows_signature() {
-            return Err("key usage not permitted for digital signatures");
+            return Err(KeyMismatch::Usage);
         }
     }
     if signing_algorithm.key_type().as_ref() != Some(key.key_type()) {
-        return Err("key type does not match signature algorithm");
+        return Err(KeyMismatch::KeyType);
     }
     match key.signing_alg() {
         JsonWebKeyAlgorithm::Unspecified => Ok(()),
-        JsonWebKeyAlgorithm::Unsupported => Err("key algorithm is not a signing algorithm"),
+        JsonWebKeyAlgorithm::Unsupported => Err(KeyMismatch::NotSigning),
         JsonWebKeyAlgorithm::Algorithm(key_alg) if key_alg == signing_algorithm => Ok(()),
-        JsonWebKeyAlgorithm::Algorithm(_) => Err("incompatible key algorithm"),
+        JsonWebKeyAlgorithm::Algorithm(_) => Err(KeyMismatch::Algorithm),
     }
 }
 

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::backchannel::BackchannelError;
 use crate::config::Inner;
 use crate::error::{FlowError, ProviderError};
-use crate::oidc::LogoutRefusal;
+use crate::oidc::{LogoutRefusal, LogoutTokenError};
 use crate::session::{self, OnceKey, Session, SessionId, SessionMatch};
 use crate::{cookie, page};
 
@@ -237,39 +237,39 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(oidc) = &inner.oidc else {
-        return bad_logout_request("back-channel logout needs OpenID Connect");
+        return bad_logout_request(BadLogoutRequest::NotOidc);
     };
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form {
-        return bad_logout_request("expected a form body");
+        return bad_logout_request(BadLogoutRequest::NotAForm);
     }
     let Ok(collected) = http_body_util::Limited::new(body, MAX_LOGOUT_BODY)
         .collect()
         .await
     else {
-        return bad_logout_request("the body is too large or could not be read");
+        return bad_logout_request(BadLogoutRequest::Body);
     };
     let body = collected.to_bytes();
     let mut token = None;
     for (name, value) in url::form_urlencoded::parse(&body) {
         if name == "logout_token" {
             if token.is_some() {
-                return bad_logout_request("logout_token is repeated");
+                return bad_logout_request(BadLogoutRequest::RepeatedToken);
             }
             token = Some(value.into_owned());
         }
     }
     let Some(token) = token else {
-        return bad_logout_request("logout_token is missing");
+        return bad_logout_request(BadLogoutRequest::MissingToken);
     };
     let token = match oidc.verify_logout_token(&inner.backchannel, &token).await {
         Ok(found) => found,
         Err(LogoutRefusal::Invalid(why)) => {
             tracing::warn!(reason = %why, "back-channel logout token refused");
-            return bad_logout_request(&why.to_string());
+            return bad_logout_request(BadLogoutRequest::Token(why));
         }
         Err(LogoutRefusal::KeysUnavailable) => {
             tracing::warn!(
@@ -295,7 +295,7 @@ where
         Ok(false) => {}
         Ok(true) => {
             tracing::warn!("back-channel logout token refused: already used");
-            return bad_logout_request("the logout token was already used");
+            return bad_logout_request(BadLogoutRequest::AlreadyUsed);
         }
         Err(e) => {
             tracing::error!(error = %e, "could not check the logout token's jti");
@@ -331,10 +331,37 @@ where
     res
 }
 
-fn bad_logout_request(why: &str) -> Response<Bytes> {
+/// Why a back-channel logout request is refused with a 400: said in its
+/// `error_description`, for the provider's operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BadLogoutRequest {
+    /// The layer has no OpenID Connect configuration, so no keys to verify a token with.
+    #[error("back-channel logout needs OpenID Connect")]
+    NotOidc,
+    /// Not `application/x-www-form-urlencoded`.
+    #[error("expected a form body")]
+    NotAForm,
+    /// Over the limit, or the body failed.
+    #[error("the body is too large or could not be read")]
+    Body,
+    /// Two `logout_token` fields.
+    #[error("logout_token is repeated")]
+    RepeatedToken,
+    /// No `logout_token` field.
+    #[error("logout_token is missing")]
+    MissingToken,
+    /// The token's `jti` was seen: a replay.
+    #[error("the logout token was already used")]
+    AlreadyUsed,
+    /// The token itself is not valid.
+    #[error(transparent)]
+    Token(LogoutTokenError),
+}
+
+fn bad_logout_request(why: BadLogoutRequest) -> Response<Bytes> {
     page::json(
         StatusCode::BAD_REQUEST,
-        &serde_json::json!({"error": "invalid_request", "error_description": why}),
+        &serde_json::json!({"error": "invalid_request", "error_description": why.to_string()}),
     )
 }
 
