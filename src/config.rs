@@ -757,9 +757,9 @@ impl LoginLayerBuilder {
                     return Err(ConfigError::Missing("ID token signing algorithm"));
                 }
                 Some(Oidc::new(
-                    IssuerUrl::new(issuer).map_err(|e| ConfigError::InvalidUrl {
+                    IssuerUrl::new(issuer).map_err(|source| ConfigError::UnparsableUrl {
                         field: "issuer",
-                        reason: e.to_string(),
+                        source,
                     })?,
                     ClientId::new(client_id.clone()),
                     JsonWebKeySetUrl::from_url(jwks_uri),
@@ -902,10 +902,7 @@ fn parse_alg(alg: &str) -> Result<CoreJwsSigningAlgorithm, ConfigError> {
 /// development works without certificates but production cannot leak over plain http).
 fn endpoint(value: Option<String>, field: &'static str) -> Result<Url, ConfigError> {
     let value = value.ok_or(ConfigError::Missing(field))?;
-    let url = Url::parse(&value).map_err(|e| ConfigError::InvalidUrl {
-        field,
-        reason: e.to_string(),
-    })?;
+    let url = Url::parse(&value).map_err(|source| ConfigError::UnparsableUrl { field, source })?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}

@@ -20,7 +20,16 @@ pub enum ConfigError {
     /// A required setting was not given.
     #[error("missing required setting: {0}")]
     Missing(&'static str),
-    /// A URL setting could not be parsed or has the wrong form.
+    /// A URL setting could not be parsed.
+    #[error("invalid {field}: not a URL")]
+    UnparsableUrl {
+        /// Which setting.
+        field: &'static str,
+        /// What the URL parser said.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A URL setting has the wrong form (scheme, fragment, credentials).
     #[error("invalid {field}: {reason}")]
     InvalidUrl {
         /// Which setting.
@@ -680,6 +689,11 @@ mod tests {
         ));
         let cause = e.source().expect("the discovery error");
         assert!(cause.source().is_some(), "the URL parse error");
+        let e = ConfigError::UnparsableUrl {
+            field: "issuer",
+            source: url::ParseError::RelativeUrlWithoutBase,
+        };
+        assert!(e.source().is_some());
         let e = StoreError::with_source("redis load: no answer", std::io::Error::other("x"));
         assert_eq!(e.source().unwrap().to_string(), "x");
         assert!(StoreError::new("down").source().is_none());
