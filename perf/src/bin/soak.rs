@@ -43,7 +43,7 @@ use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer, RedisStore};
 
 // The tests' private `redis-server` (free loopback port, no persistence, stopped on drop).
-#[path = "../tests/support/redis.rs"]
+#[path = "../../../tests/support/redis.rs"]
 #[allow(dead_code)]
 mod redis_server;
 use redis_server::RedisServer;
