@@ -1,7 +1,7 @@
 //! Load and soak harness, on loopback only, bounded in time:
 //!
 //! ```text
-//! cargo run --release --example soak -- --duration 300 --connections 256
+//! cargo run --release -p tower-oauth2-login-perf --bin soak -- --duration 300 --connections 256
 //! ```
 //!
 //! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.
