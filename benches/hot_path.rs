@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench hot_path`. In-process, no network: the services are called
 //! directly and their futures complete without a runtime. `axum_router::*` do the same
-//! through an axum `Router` with one route, as examples/loadtest.rs serves it (axum clones
+//! through an axum `Router` with one route, as perf/src/bin/loadtest.rs serves it (axum clones
 //! and boxes each route's service per request, the layer's included).
 
 use std::convert::Infallible;
@@ -190,7 +190,7 @@ fn anonymous_redirected_to_provider(bencher: divan::Bencher) {
         });
 }
 
-/// The same two through axum, as examples/loadtest.rs serves them: a `Router` with one
+/// The same two through axum, as perf/src/bin/loadtest.rs serves them: a `Router` with one
 /// route, bare and with the layer on it.
 mod axum_router {
     use super::*;

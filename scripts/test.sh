@@ -5,7 +5,9 @@
 # missing (the npm packages of the test OpenID Provider in tests/oidc-provider, redis-server
 # for tests/redis_store.rs, Debian's chromium and chromium-driver for the browser tests, ...),
 # then runs
-#   cargo fmt --check, cargo clippy (-D warnings), cargo doc (-D warnings), cargo test.
+#   cargo fmt --check and cargo clippy (-D warnings) over the whole workspace (the library and
+#   the load harnesses in perf/, which have no tests: clippy keeps them compiling),
+#   cargo doc (-D warnings) and cargo test of the library.
 # Arguments are passed on to `cargo test`, e.g. `scripts/test.sh -- --nocapture`.
 set -euo pipefail
 
@@ -110,8 +112,8 @@ ensure_chromium         # the browser tests (tests/browser/): headless Chromium 
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+banner "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 banner "cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

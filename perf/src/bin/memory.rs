@@ -1,5 +1,5 @@
 //! Memory figures of the memory store and of anonymous traffic:
-//! `cargo run --release --example memory`.
+//! `cargo run --release -p tower-oauth2-login-perf --bin memory`.
 //!
 //! 1. Resident bytes per session with 100,000 and 1,000,000 sessions in a [`MemoryStore`],
 //!    each session as a login with OpenID Connect leaves it: a 1 KiB access token, a

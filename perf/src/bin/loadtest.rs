@@ -1,4 +1,4 @@
-//! The load harness: `cargo run --release --example loadtest`.
+//! The load harness: `cargo run --release -p tower-oauth2-login-perf --bin loadtest`.
 //!
 //! Serves the same axum handler several ways on loopback, in this process, and loads them
 //! by turns with the same in-process HTTP/1.1 load generator (keep-alive connections, each
@@ -41,7 +41,7 @@
 //! `--server-threads N` and `--client-threads N` (tokio workers of the servers and of the
 //! load generator) [number of CPUs each], `--no-redis`, `--no-peer`, `--only
 //! layer-redis,...` (those targets and `bare`, e.g. to profile one). A longer run:
-//! `cargo run --release --example loadtest -- --rounds 31 --duration 5`.
+//! `cargo run --release -p tower-oauth2-login-perf --bin loadtest -- --rounds 31 --duration 5`.
 //!
 //! The last lines are one summary per comparison, for scripts:
 //! `ratio layer/bare memory: X.XX`, `ratio layer/bare redis: X.XX` (when Redis is there)

@@ -1,7 +1,7 @@
 //! Load and soak harness, on loopback only, bounded in time:
 //!
 //! ```text
-//! cargo run --release --example soak -- --duration 300 --connections 256
+//! cargo run --release -p tower-oauth2-login-perf --bin soak -- --duration 300 --connections 256
 //! ```
 //!
 //! (`--token-lifetime <seconds>`: the provider's access token lifetime, default 10.
@@ -43,7 +43,7 @@ use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer, RedisStore};
 
 // The tests' private `redis-server` (free loopback port, no persistence, stopped on drop).
-#[path = "../tests/support/redis.rs"]
+#[path = "../../../tests/support/redis.rs"]
 #[allow(dead_code)]
 mod redis_server;
 use redis_server::RedisServer;
