@@ -27,7 +27,7 @@ struct Fixture {
     layer: LoginLayer,
     /// The callback request's headers: the pending-login cookie.
     headers: HeaderMap,
-    /// The same, after 16,000 made-up pending-cookie names (issue 11, defect 1).
+    /// The same, after 16,000 made-up pending-cookie names, a hostile request whose cost must stay bounded.
     flooded: HeaderMap,
     /// The callback request's query: code, state, iss.
     query: String,

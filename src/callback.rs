@@ -591,7 +591,7 @@ mod tests {
         assert!(CallbackParams::states("code=x", 2).is_empty());
     }
 
-    /// Issue 11 defect 1: the work of a callback does not grow with the pending cookies it
+    /// The work of a callback does not grow with the pending cookies it
     /// carries. 16,000 made-up ones and an index that names 2,000 of them: the cookies
     /// opened are those the index may name (capped), and the answer clears no more.
     #[test]

@@ -285,7 +285,7 @@ where
         }
     };
 
-    // A token acts once (DESIGN §5 item 19): a replay inside its window would end the
+    // A token acts once: a replay inside its window would end the
     // sessions the user made since. Its `jti` is recorded only once its sessions are
     // deleted, so that a refusal as "already used" always means the logout took effect:
     // a failed delete records nothing, and the provider's retry goes through. Two copies

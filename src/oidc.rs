@@ -484,7 +484,7 @@ impl Oidc {
 
     /// Verifies with the whole key set, or, when the token has no `kid` and several keys
     /// could have signed it (which `openidconnect` refuses as ambiguous), with each key in
-    /// turn: DESIGN.md lets a relying party reject or try them all, and trying them keeps
+    /// turn: OpenID Connect Core 10.1 lets a relying party reject or try them all, and trying them keeps
     /// working across a rotation that publishes two keys.
     fn check(
         &self,

@@ -1,6 +1,6 @@
 //! Back-channel logout under hostile or repeated input, through the real layer over HTTP:
 //! JWKS fetches that strangers can force are rate-limited and never make other requests
-//! wait (DESIGN.md §5 items 10 and 20), and a logout token is used once (item 19).
+//! wait, and a logout token is used once.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! The OpenID Connect relying-party cases of DESIGN.md section 6 (after the OpenID
+//! The OpenID Connect relying-party negative cases (after the OpenID
 //! Foundation's RP test plans), each against the embedded provider misbehaving on purpose,
 //! through the real layer configured by discovery.
 
@@ -165,7 +165,7 @@ async fn single_key_without_kid_is_accepted() {
 
 #[tokio::test]
 async fn several_keys_without_kid_are_tried_in_turn() {
-    // DESIGN.md: reject or try all. The layer tries each key: the token is accepted only
+    // OpenID Connect Core 10.1: reject or try all. The layer tries each key: the token is accepted only
     // because one of the provider's keys really signed it.
     let app = oidc_app().await;
     app.provider.rotate_signing_key(true);

@@ -207,7 +207,7 @@ async fn https_cookies_are_secure_and_prefixed() {
     );
 }
 
-/// Issue 11 defect 13: the logout-state cookie gets the https treatment of every cookie of
+/// The logout-state cookie gets the https treatment of every cookie of
 /// the layer (`Secure`, the `__Secure-` prefix: its Path is the logout callback's), and the
 /// logout callback reads it under that name only.
 #[tokio::test]

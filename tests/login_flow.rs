@@ -1005,7 +1005,7 @@ async fn a_spent_callback_sends_a_signed_in_browser_home_and_redeems_nothing() {
     assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
 }
 
-/// DESIGN §5 item 7, issue 11 defect 7: anyone can link to the callback with an `error`
+/// Anyone can link to the callback with an `error`
 /// and a description of their own; the app's origin shows that text only for a login this
 /// browser started (the state names its pending login), a generic page otherwise.
 #[tokio::test]
@@ -1046,7 +1046,7 @@ async fn provider_error_text_is_shown_only_for_a_login_this_browser_started() {
     assert_eq!(app.provider.token_requests(), 0);
 }
 
-/// DESIGN §5 item 3, issue 11 defect 9: a callback with a repeated or oversized parameter
+/// State is single-use: a callback with a repeated or oversized parameter
 /// is refused, and the pending cookie its state names is cleared all the same.
 #[tokio::test]
 async fn a_malformed_callback_clears_the_pending_cookie_of_its_state() {

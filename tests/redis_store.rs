@@ -1264,7 +1264,7 @@ async fn the_same_jti_from_two_issuers_is_two_tokens() {
     assert_eq!(keys.len(), 2, "{keys:?}");
 }
 
-// ---- Sealed tokens at rest (DESIGN §3, §5 item 23) ----------------------------------------
+// ---- Sealed tokens at rest ------------------------------------------------------------------
 
 /// The Redis key of the session of the cookie value `id`.
 fn record_of(id: &str) -> String {

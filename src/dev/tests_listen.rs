@@ -1,5 +1,5 @@
 //! Where the development provider may listen: loopback only, unless told otherwise in so
-//! many words (DESIGN §5 item 26), and a warning whenever it runs.
+//! many words (it signs in anyone who types a name), and a warning whenever it runs.
 
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};

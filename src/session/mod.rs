@@ -183,7 +183,7 @@ pub struct Session {
 /// time a store serializes it; a session read from a store starts sealed and is opened by
 /// the layer once, with the key from the cookie. Both forms are then kept: an idle-deadline
 /// write reuses the sealed form as it is, and a cached session is served opened, with no
-/// crypto per request (DESIGN §7).
+/// crypto per request.
 #[derive(Clone, Default)]
 pub(crate) struct Secrets {
     sealed: OnceLock<Sealed>,

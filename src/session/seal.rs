@@ -2,7 +2,7 @@
 //! from the session id.
 //!
 //! A store (Redis, a database, their dumps, backups, replicas, `MONITOR`) must hold nothing
-//! that can be replayed at a provider (DESIGN §3, §5 item 23). Stores are keyed by the
+//! that can be replayed at a provider. Stores are keyed by the
 //! SHA-256 of the session id ([`SessionKey`](super::SessionKey)) and never see the id
 //! itself; the seal key is HKDF-SHA256 of the id, so a sealed record opens only for the
 //! browser that holds the cookie, and a record moved under another key opens for nobody.

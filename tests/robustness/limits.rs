@@ -184,7 +184,7 @@ async fn chunked_post(
         .unwrap_or(0)
 }
 
-/// DESIGN §5 item 21, issue 11 defect 1: a callback request that carries 16,000 made-up
+/// Bounded work per request: a callback request that carries 16,000 made-up
 /// pending-cookie names (about 400 KB, just under the server's header limit) gets an answer
 /// the size of a normal one. Only the pending cookie the state names and those the index
 /// names are acted on; a bogus name the index does not name is left alone (it is the
@@ -292,7 +292,7 @@ async fn unreadable_pending_cookies_named_by_the_index_are_cleared() {
         .any(|c| c.starts_with(&format!("{first_name}="))));
 }
 
-/// Issue 11 defect 3: a logout request with 6,000 session cookies makes at most two store
+/// A logout request with 6,000 session cookies makes at most two store
 /// loads and two deletes, and so does a callback.
 #[tokio::test]
 async fn logout_and_callback_act_on_at_most_two_session_cookies() {
