@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use futures_util::FutureExt;
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
 use serde_json::Value;
@@ -163,12 +166,18 @@ async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
         Ok(lock) => lock,
         Err(outcome) => return outcome,
     };
-    let outcome = run_locked(inner, key, seen).await;
+    // A panic in the refresh (a bug in a custom store, say) must not keep the lock for its
+    // whole lifetime, making every other instance wait that long for this session: it is
+    // released first, then the panic goes on (the flight's guard wakes this instance's
+    // waiters).
+    let outcome = AssertUnwindSafe(run_locked(inner, key, seen))
+        .catch_unwind()
+        .await;
     if let Err(e) = inner.store.unlock_refresh(key, lock).await {
         // It expires by itself.
         tracing::warn!(error = %e, "could not release the refresh lock");
     }
-    outcome
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Takes the session's refresh lock, or, while another instance holds it, waits for the
@@ -435,6 +444,74 @@ mod tests {
         ) -> Result<Option<RefreshLock>, StoreError> {
             panic!("the store's refresh lock panicked");
         }
+    }
+
+    /// A memory store that panics when the refresh, holding the lock, reads the session,
+    /// and counts the unlocks.
+    struct PanicsWhileLocked {
+        inner: MemoryStore,
+        locked: std::sync::atomic::AtomicBool,
+        unlocks: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for PanicsWhileLocked {
+        async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
+            if self.locked.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("the store panicked under the refresh lock");
+            }
+            self.inner.load(key).await
+        }
+        async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
+            self.inner.save(key, session).await
+        }
+        async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
+            self.inner.delete_matching(target).await
+        }
+        async fn lock_refresh(
+            &self,
+            _key: &SessionKey,
+            _ttl: Duration,
+        ) -> Result<Option<RefreshLock>, StoreError> {
+            self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(RefreshLock::new("held".into())))
+        }
+        async fn unlock_refresh(
+            &self,
+            _key: &SessionKey,
+            lock: RefreshLock,
+        ) -> Result<(), StoreError> {
+            assert_eq!(lock.token(), "held");
+            self.locked
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.unlocks
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_panics_under_the_lock_releases_it() {
+        let store = MemoryStore::new();
+        let key = SessionKey::from_bytes([4; 32]);
+        store.save(&key, due()).await.unwrap();
+        let unlocks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let layer = layer(PanicsWhileLocked {
+            inner: store,
+            locked: Default::default(),
+            unlocks: Arc::clone(&unlocks),
+        });
+        let inner = layer.shared();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), refresh(inner, key, due()))
+            .await
+            .expect("the waiter of a panicked refresh was woken");
+        assert!(matches!(outcome, Refreshed::Unavailable));
+        // Other instances need not wait out the lock's lifetime.
+        assert_eq!(unlocks.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(inner.refresh_flights.running(), 0);
     }
 
     fn layer(store: impl SessionStore) -> LoginLayer {
