@@ -352,8 +352,6 @@ mod tests {
             .to_string();
         let pair = set.split(';').next().unwrap().to_string();
         let (name, value) = pair.split_once('=').unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, pair.parse().unwrap());
         let json = inner.cookies.open_pending(name, value).expect("it opens");
         let pending: PendingLogin = serde_json::from_str(&json).unwrap();
         (pair, pending)

@@ -419,45 +419,41 @@ mod tests {
     use crate::session::{MemoryStore, SessionMatch, SessionStore};
     use crate::LoginLayer;
     use futures_util::FutureExt;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-    /// A memory store whose refresh lock panics, as a bug in a custom store would.
-    struct PanicsOnLock(MemoryStore);
-
-    #[async_trait::async_trait]
-    impl SessionStore for PanicsOnLock {
-        async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
-            self.0.load(key).await
-        }
-        async fn save(&self, key: &SessionKey, session: Arc<Session>) -> Result<(), StoreError> {
-            self.0.save(key, session).await
-        }
-        async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-            self.0.delete(key).await
-        }
-        async fn delete_matching(&self, target: &SessionMatch<'_>) -> Result<usize, StoreError> {
-            self.0.delete_matching(target).await
-        }
-        async fn lock_refresh(
-            &self,
-            _key: &SessionKey,
-            _ttl: Duration,
-        ) -> Result<Option<RefreshLock>, StoreError> {
-            panic!("the store's refresh lock panicked");
-        }
+    /// Where [`Panicky`] panics, as a bug in a custom store would.
+    #[derive(Clone, Copy, PartialEq)]
+    enum PanicAt {
+        /// Taking the refresh lock.
+        Lock,
+        /// Reading the session while the refresh holds the lock.
+        LoadUnderLock,
     }
 
-    /// A memory store that panics when the refresh, holding the lock, reads the session,
-    /// and counts the unlocks.
-    struct PanicsWhileLocked {
+    /// A memory store that panics at one point of a refresh, and counts the unlocks.
+    struct Panicky {
         inner: MemoryStore,
-        locked: std::sync::atomic::AtomicBool,
-        unlocks: Arc<std::sync::atomic::AtomicUsize>,
+        at: PanicAt,
+        locked: AtomicBool,
+        unlocks: Arc<AtomicUsize>,
+    }
+
+    impl Panicky {
+        fn new(inner: MemoryStore, at: PanicAt) -> Self {
+            Panicky {
+                inner,
+                at,
+                locked: AtomicBool::new(false),
+                unlocks: Arc::new(AtomicUsize::new(0)),
+            }
+        }
     }
 
     #[async_trait::async_trait]
-    impl SessionStore for PanicsWhileLocked {
+    impl SessionStore for Panicky {
         async fn load(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
-            if self.locked.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.at == PanicAt::LoadUnderLock && self.locked.load(SeqCst) {
                 panic!("the store panicked under the refresh lock");
             }
             self.inner.load(key).await
@@ -476,7 +472,10 @@ mod tests {
             _key: &SessionKey,
             _ttl: Duration,
         ) -> Result<Option<RefreshLock>, StoreError> {
-            self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+            if self.at == PanicAt::Lock {
+                panic!("the store's refresh lock panicked");
+            }
+            self.locked.store(true, SeqCst);
             Ok(Some(RefreshLock::new("held".into())))
         }
         async fn unlock_refresh(
@@ -485,10 +484,8 @@ mod tests {
             lock: RefreshLock,
         ) -> Result<(), StoreError> {
             assert_eq!(lock.token(), "held");
-            self.locked
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-            self.unlocks
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.locked.store(false, SeqCst);
+            self.unlocks.fetch_add(1, SeqCst);
             Ok(())
         }
     }
@@ -498,19 +495,16 @@ mod tests {
         let store = MemoryStore::new();
         let key = SessionKey::from_bytes([4; 32]);
         store.save(&key, due()).await.unwrap();
-        let unlocks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let layer = layer(PanicsWhileLocked {
-            inner: store,
-            locked: Default::default(),
-            unlocks: Arc::clone(&unlocks),
-        });
+        let store = Panicky::new(store, PanicAt::LoadUnderLock);
+        let unlocks = Arc::clone(&store.unlocks);
+        let layer = layer(store);
         let inner = layer.shared();
         let outcome = tokio::time::timeout(Duration::from_secs(30), refresh(inner, key, due()))
             .await
             .expect("the waiter of a panicked refresh was woken");
         assert!(matches!(outcome, Refreshed::Unavailable));
         // Other instances need not wait out the lock's lifetime.
-        assert_eq!(unlocks.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(unlocks.load(SeqCst), 1);
         assert_eq!(inner.refresh_flights.running(), 0);
     }
 
@@ -548,7 +542,7 @@ mod tests {
         let store = MemoryStore::new();
         let key = SessionKey::from_bytes([1; 32]);
         store.save(&key, due()).await.unwrap();
-        let layer = layer(PanicsOnLock(store));
+        let layer = layer(Panicky::new(store, PanicAt::Lock));
         let inner = layer.shared();
         // Two requests of the session at once, then a later one: each gets an answer
         // (the token has expired: "unavailable", the session kept), none waits forever.

@@ -13,9 +13,9 @@
 //!
 //! The session key is the SHA-256 of the cookie value ([`SessionKey`]), so a dump of Redis
 //! holds no usable cookie, and the tokens are sealed under a key derived from the cookie
-//! value (see [`Session`]), so it holds no usable token either. Expiry is Redis's job: every write sets the key's deadline to the
-//! session's (idle deadline, capped at the absolute one), and a session already expired is
-//! never written. The two index sets exist only for [`delete_matching`] (back-channel
+//! value (see [`Session`]), so it holds no usable token either. Expiry is Redis's job:
+//! every write sets the key's deadline to the session's (idle deadline, capped at the
+//! absolute one), and a session already expired is never written. The two index sets exist only for [`delete_matching`] (back-channel
 //! logout): their members may outlive the sessions they name, so `delete_matching` checks
 //! each session it finds against the target and removes members that no longer exist.
 //!
