@@ -5,8 +5,9 @@
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 
-use crate::callback::{self, Exchange};
-use crate::oidc::NonceCheck;
+use crate::error::{FlowError, ProviderError};
+use crate::flow::callback;
+use crate::provider::oidc::NonceCheck;
 use crate::LoginLayer;
 
 /// Answers a callback request (`headers` with the pending-login cookie, `query` as the
@@ -21,11 +22,14 @@ pub async fn callback_with_token_response(
     query: &str,
     token_response: Bytes,
 ) -> Response<Bytes> {
-    callback::handle_with(
+    callback::answer(
         layer.shared(),
         headers,
         query,
-        Exchange::Recorded(token_response),
+        |_code, _verifier| async move {
+            serde_json::from_slice(&token_response)
+                .map_err(|_| FlowError::ProviderFailed(ProviderError::InvalidAnswer))
+        },
     )
     .await
 }
@@ -34,8 +38,12 @@ pub async fn callback_with_token_response(
 /// `nonce`) and returns its subject.
 pub async fn verify_id_token(layer: &LoginLayer, raw: &str, nonce: &str) -> Result<String, String> {
     let inner = layer.shared();
-    let oidc = inner.oidc.as_ref().ok_or("not an OpenID Connect layer")?;
-    oidc.verify_id_token(&inner.backchannel, raw, NonceCheck::Equal(nonce))
+    let oidc = inner
+        .provider
+        .oidc
+        .as_ref()
+        .ok_or("not an OpenID Connect layer")?;
+    oidc.verify_id_token(&inner.provider.http, raw, NonceCheck::Equal(nonce))
         .await
         .map(|v| v.subject)
         .map_err(|e| e.to_string())

@@ -4,11 +4,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-
-use crate::backchannel::BackchannelError;
-use crate::page;
+use http::StatusCode;
 
 /// A configuration mistake found by [`LoginLayerBuilder::build`](crate::LoginLayerBuilder::build).
 ///
@@ -204,17 +200,6 @@ impl ProviderError {
             | ProviderError::ErrorAnswer
             | ProviderError::UnknownTokenType
             | ProviderError::EmptyToken => StatusCode::BAD_GATEWAY,
-        }
-    }
-}
-
-impl From<BackchannelError> for ProviderError {
-    fn from(e: BackchannelError) -> Self {
-        match e {
-            BackchannelError::Timeout => ProviderError::Timeout,
-            BackchannelError::TooLarge => ProviderError::TooLarge,
-            BackchannelError::ServerError(status) => ProviderError::ServerError(status),
-            BackchannelError::Connect | BackchannelError::Other => ProviderError::Unreachable,
         }
     }
 }
@@ -475,28 +460,6 @@ impl FlowError {
             ),
         }
     }
-
-    /// The response: an HTML page with a way to start again for browsers, JSON otherwise.
-    pub(crate) fn response(&self, wants_json: bool, retry_href: Option<&str>) -> Response<Bytes> {
-        let (title, text) = self.explain();
-        let mut res = if wants_json {
-            page::json(
-                self.status(),
-                &serde_json::json!({ "error": self.code(), "error_description": text }),
-            )
-        } else {
-            page::html(self.status(), title, &text, retry_href)
-        };
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        if let FlowError::MethodNotAllowed(allowed) = self {
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allowed));
-        }
-        res
-    }
 }
 
 impl fmt::Display for FlowError {
@@ -507,6 +470,8 @@ impl fmt::Display for FlowError {
 
 #[cfg(test)]
 mod tests {
+    use http::{header, HeaderValue};
+
     use super::*;
 
     fn json_of(e: &FlowError) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
@@ -663,22 +628,6 @@ mod tests {
             "Sign-in could not be completed: the provider's answer is too large. Try again \
              in a moment."
         );
-    }
-
-    #[test]
-    fn backchannel_failures_become_provider_errors() {
-        for (from, to) in [
-            (BackchannelError::Timeout, ProviderError::Timeout),
-            (BackchannelError::TooLarge, ProviderError::TooLarge),
-            (BackchannelError::Connect, ProviderError::Unreachable),
-            (BackchannelError::Other, ProviderError::Unreachable),
-            (
-                BackchannelError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
-                ProviderError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
-            ),
-        ] {
-            assert_eq!(ProviderError::from(from), to);
-        }
     }
 
     #[test]

@@ -10,9 +10,9 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::config::Inner;
-use crate::layer::unauthenticated_to;
-use crate::refresh;
+use crate::context::Context;
+use crate::flow::login;
+use crate::flow::refresh;
 use crate::session::{now_secs, Session};
 
 /// The signed-in user. Extracting it fails with `401` when nobody is signed in; take
@@ -44,11 +44,11 @@ pub struct AuthUser {
     /// The layer's configuration, for the answer to a handler that needs a token this
     /// session no longer has (the login redirect, the 401): carried here rather than in a
     /// second extension, whose insert would cost every request far more than this clone.
-    layer: Arc<Inner>,
+    layer: Arc<Context>,
 }
 
 impl AuthUser {
-    pub(crate) fn new(session: Arc<Session>, layer: Arc<Inner>) -> Self {
+    pub(crate) fn new(session: Arc<Session>, layer: Arc<Context>) -> Self {
         Self { session, layer }
     }
 
@@ -195,7 +195,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AccessToken {
         // Behind a nesting router this is the nested path: the layer keeps no copy of the
         // original URI for authenticated requests (it would cost every one of them).
         let return_to = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let response = unauthenticated_to(&user.layer, &parts.method, &parts.headers, return_to);
+        let response = login::required(&user.layer, &parts.method, &parts.headers, return_to);
         Err(AccessTokenRejection::Expired(TokenExpired { response }))
     }
 }

@@ -75,25 +75,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod authorize;
-mod backchannel;
+// The way of a request, top to bottom: each module uses only those below it (checked by
+// scripts/check-layers.sh).
+mod config; //         the builder: settings, validation, discovery
+mod context; //        what the steps share, built once by the builder
+mod error;
+mod extract; //        AuthUser, AccessToken: what handlers get
+mod flow; //           login, callback, refresh, logout, back-channel logout
+mod http; //           request classification, cookies, pages
+mod provider; //       one provider: client, HTTP, tokens, userinfo, OpenID Connect
+mod service; //        LoginLayer, LoginService: which step answers a request
+pub mod session; //    sessions and the stores that keep them //          the error types
+
 #[cfg(feature = "dev-provider")]
 #[doc(hidden)]
 pub mod bench;
-mod callback;
-mod config;
-mod cookie;
-mod error;
-mod extract;
-mod jwk;
-mod layer;
-mod logout;
-mod oidc;
-mod page;
-mod refresh;
-mod require_login;
-pub mod session;
-mod userinfo;
 
 #[cfg(feature = "dev-provider")]
 pub mod dev;
@@ -103,11 +99,13 @@ pub mod dev;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{Access, ClientAuth, LoginLayerBuilder, UnauthenticatedApi};
+pub use config::LoginLayerBuilder;
+pub use context::{Access, UnauthenticatedApi};
 pub use error::{ConfigError, DiscoveryError, StoreError};
 pub use extract::{AccessToken, AccessTokenRejection, AuthUser, TokenExpired, Unauthenticated};
-pub use layer::{LoginLayer, LoginService, ResponseFuture};
-pub use require_login::{RequireLogin, RequireLoginLayer};
+pub use provider::ClientAuth;
+pub use service::require_login::{RequireLogin, RequireLoginLayer};
+pub use service::{LoginLayer, LoginService, ResponseFuture};
 pub use session::OnceKey;
 pub use session::{MemoryStore, RefreshLock, Session, SessionKey, SessionMatch, SessionStore};
 #[cfg(feature = "redis")]

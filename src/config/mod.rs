@@ -6,158 +6,29 @@ use std::time::Duration;
 
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl,
-    StandardRevocableToken, StandardTokenResponse, TokenUrl,
+    AuthType, AuthUrl, ClientId, ClientSecret, RedirectUrl, StandardRevocableToken, TokenUrl,
 };
 use openidconnect::core::{CoreClientAuthMethod, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 use openidconnect::{IssuerUrl, JsonWebKeySetUrl};
-use serde::{Deserialize, Serialize};
 use tower_cookies::Key;
 use url::Url;
 
-use crate::backchannel::Backchannel;
-use crate::cookie::CookieConfig;
+use crate::context::{Access, Context, PublicRoutes, UnauthenticatedApi};
 use crate::error::{ConfigError, DiscoveryError};
-use crate::oidc::{self, Oidc};
+use crate::flow::return_to::safe_return_to;
+use crate::http::cookie::CookieConfig;
+use crate::provider::http_client::Backchannel;
+use crate::provider::oidc::{self, Oidc};
+use crate::provider::{ClientAuth, Provider, TokenResponse};
+use crate::service::LoginLayer;
 use crate::session::{MemoryStore, SessionStore};
-use crate::LoginLayer;
 
-/// The `id_token` of a token response (OpenID Connect Core 3.1.3.3), kept as a string and
-/// verified by [`Oidc`]; plain OAuth 2.0 providers leave it out.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub(crate) struct IdTokenField {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) id_token: Option<String>,
-}
-
-impl oauth2::ExtraTokenFields for IdTokenField {}
-
-/// A token response, with the ID token when there is one.
-pub(crate) type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
-
-/// The `oauth2` client as the layer uses it: authorization and token endpoints set.
-/// (Revocation is sent by `logout.rs`: `oauth2` only allows https revocation endpoints.)
-pub(crate) type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponse,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
-
-/// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
-///
-/// A client without a secret is a public client and authenticates with PKCE alone
-/// (`token_endpoint_auth_method=none`); these choices apply to confidential clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ClientAuth {
-    /// `client_secret_basic`: the id and secret in an HTTP Basic `Authorization` header.
-    #[default]
-    ClientSecretBasic,
-    /// `client_secret_post`: the id and secret in the form body.
-    ClientSecretPost,
-}
-
-/// Whether requests that match no public path need a signed-in user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Access {
-    /// Every request needs a signed-in user unless its path is public (the default).
-    #[default]
-    LoginRequired,
-    /// Every request passes; the user is available when there is one, and routes are
-    /// protected one by one with [`LoginLayer::require_login`].
-    Public,
-}
-
-/// What an unauthenticated API request (not a browser navigation) gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UnauthenticatedApi {
-    /// `401 Unauthorized` with `WWW-Authenticate` and a small JSON body (the default).
-    #[default]
-    Unauthorized,
-    /// A redirect to the login, like a browser navigation.
-    Redirect,
-}
-
-type PublicPredicate = Arc<dyn Fn(&http::Method, &http::Uri) -> bool + Send + Sync>;
-
-/// Which requests pass without a signed-in user.
-#[derive(Clone, Default)]
-pub(crate) struct PublicRoutes {
-    exact: Vec<String>,
-    prefixes: Vec<String>,
-    predicates: Vec<PublicPredicate>,
-}
-
-impl PublicRoutes {
-    pub(crate) fn matches(&self, method: &http::Method, uri: &http::Uri) -> bool {
-        let path = uri.path();
-        self.exact.iter().any(|p| p == path)
-            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
-            || self.predicates.iter().any(|f| f(method, uri))
-    }
-}
-
-/// Everything the layer needs, built once and shared by all requests.
-pub(crate) struct Inner {
-    pub(crate) oauth: OAuthClient,
-    /// Kept beside `oauth`, which does not give it back, for the revocation request.
-    pub(crate) client_secret: Option<ClientSecret>,
-    pub(crate) revocation_url: Option<Url>,
-    pub(crate) backchannel: Backchannel,
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) cookies: CookieConfig,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) extra_auth_params: Vec<(String, String)>,
-    pub(crate) issuer: Option<String>,
-    pub(crate) require_iss: bool,
-    pub(crate) userinfo_url: Option<Url>,
-    pub(crate) subject_field: String,
-    pub(crate) oidc: Option<Oidc>,
-    pub(crate) callback_path: String,
-    pub(crate) login_path: String,
-    pub(crate) logout_path: String,
-    pub(crate) logout_callback_path: String,
-    pub(crate) backchannel_logout_path: Option<String>,
-    pub(crate) post_logout_redirect: String,
-    /// The absolute URL of the logout callback path, for `post_logout_redirect_uri`.
-    pub(crate) post_logout_redirect_uri: String,
-    pub(crate) id_token_hint: bool,
-    /// `scheme://host[:port]` of the app, from the redirect URL, for the logout origin check.
-    pub(crate) app_origin: String,
-    pub(crate) access: Access,
-    pub(crate) public: PublicRoutes,
-    pub(crate) unauthenticated_api: UnauthenticatedApi,
-    pub(crate) realm: String,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) absolute_lifetime: Duration,
-    pub(crate) pending_lifetime: Duration,
-    pub(crate) refresh_skew: Duration,
-    pub(crate) refresh_flights: crate::refresh::Flights,
-    /// How long a refresh lock lives in a shared store: longer than a refresh can take.
-    pub(crate) refresh_lock_ttl: Duration,
-}
-
-impl fmt::Debug for Inner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // No secret: the client secret and the cookie key are left out.
-        f.debug_struct("LoginConfig")
-            .field("client_id", self.oauth.client_id())
-            .field("callback_path", &self.callback_path)
-            .field("login_path", &self.login_path)
-            .field("logout_path", &self.logout_path)
-            .field("issuer", &self.issuer)
-            .field("scopes", &self.scopes)
-            .finish_non_exhaustive()
+impl LoginLayer {
+    /// Starts the configuration.
+    pub fn builder() -> LoginLayerBuilder {
+        LoginLayerBuilder::default()
     }
 }
 
@@ -662,9 +533,7 @@ impl LoginLayerBuilder {
         let post_logout_redirect_uri = format!("{app_origin}{logout_callback_path}");
         // Kept as the browser resolves it, like a login's return path: `/.//x` passes a
         // check of the path as given and lands on `//x`.
-        let Some(post_logout_redirect) =
-            crate::authorize::safe_return_to(&self.post_logout_redirect)
-        else {
+        let Some(post_logout_redirect) = safe_return_to(&self.post_logout_redirect) else {
             return Err(ConfigError::InvalidPath {
                 field: "post-logout redirect",
                 reason: "must be a same-origin path starting with a single / that does not \
@@ -818,13 +687,11 @@ impl LoginLayerBuilder {
             self.absolute_lifetime,
         );
 
-        let inner = Inner {
+        let provider = Provider {
             oauth,
             client_secret,
             revocation_url,
-            backchannel,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            cookies,
+            http: backchannel,
             scopes,
             extra_auth_params: self.extra_auth_params,
             issuer: self.issuer,
@@ -832,6 +699,12 @@ impl LoginLayerBuilder {
             userinfo_url,
             subject_field: self.subject_field,
             oidc,
+            id_token_hint: self.id_token_hint,
+        };
+        let inner = Context {
+            provider,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            cookies,
             callback_path,
             login_path,
             logout_path,
@@ -839,7 +712,6 @@ impl LoginLayerBuilder {
             backchannel_logout_path: Some(backchannel_logout_path),
             post_logout_redirect,
             post_logout_redirect_uri,
-            id_token_hint: self.id_token_hint,
             app_origin,
             access: self.access,
             public: self.public,
@@ -946,7 +818,7 @@ fn check_path(field: &'static str, path: &str) -> Result<(), ConfigError> {
     }
     // The layer compares these with request paths, which browsers send resolved; and the
     // login path goes into links and the 401 body, where `/.//x` would read as `//x`.
-    if crate::authorize::safe_return_to(path).as_deref() != Some(path) {
+    if safe_return_to(path).as_deref() != Some(path) {
         return Err(ConfigError::InvalidPath {
             field,
             reason: "must be in the form a browser sends it: no . or .. segments (plain or \

@@ -200,7 +200,7 @@ pub(super) fn not_json_response() -> Response {
 
 /// The layer's own escaping: one implementation for every page the crate writes.
 pub(super) fn html_escape(s: &str) -> String {
-    crate::page::escape(s)
+    crate::http::page::escape(s)
 }
 
 const STYLE: &str = "\

@@ -1,21 +1,27 @@
-//! The callback: the provider's answer is checked (state, issuer, errors), the code is
-//! exchanged over the back channel, and a new session is created.
+//! The callback, in three parts: [`check`] (the provider's answer against the pending
+//! login: state, issuer, errors, code), [`exchange`] (the code redeemed over the back
+//! channel: the only part that depends on the token endpoint) and [`finish`] (the token
+//! response checked, the user identified, a new session created). [`answer`] runs them
+//! and clears the pending cookies whatever happens.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response};
-use oauth2::basic::BasicErrorResponseType;
-use oauth2::{AuthorizationCode, PkceCodeVerifier, RequestTokenError, TokenResponse};
-use subtle::ConstantTimeEq;
+use oauth2::{AuthorizationCode, PkceCodeVerifier, TokenResponse as _};
 
-use crate::authorize::PendingLogin;
-use crate::backchannel::BackchannelError;
-use crate::config::Inner;
-use crate::cookie::{CallbackCookies, PendingIndex};
-use crate::error::{CallbackError, FlowError, IdTokenError, IdentityError, ProviderError};
+use crate::context::Context;
+use crate::error::{CallbackError, FlowError, IdTokenError, IdentityError};
+use crate::flow::pending::{open_pending_value, sweep_pending, PendingLogin};
+use crate::flow::return_to::login_href;
+use crate::http::classify::wants_json;
+use crate::http::cookie::CallbackCookies;
+use crate::http::page;
+use crate::provider::oidc::{NonceCheck, Oidc};
+use crate::provider::token::{sanitize_error_code, token_error, usable_access_token};
+use crate::provider::{userinfo, TokenResponse};
 use crate::session::{now_secs, Claims, Secrets, Session, SessionId, Tokens};
-use crate::{page, userinfo};
 
 /// The callback's query parameters (RFC 6749 4.1.2 and 4.1.2.1, RFC 9207).
 #[derive(Default, Debug)]
@@ -63,33 +69,33 @@ impl CallbackParams {
     }
 }
 
-/// Where the token endpoint's answer comes from.
-pub(crate) enum Exchange {
-    /// The code is redeemed at the token endpoint: every real callback.
-    Network,
-    /// The answer is given (the bench hook, `crate::bench`): the callback's own work
-    /// without the network.
-    #[cfg(feature = "dev-provider")]
-    Recorded(Bytes),
-}
-
 /// How many `state` values of a malformed callback (a repeated `state`) have their pending
 /// cookie cleared: a provider sends one, and whatever else an attacker adds costs no more.
 const MAX_STATES: usize = 2;
 
 /// Answers a request to the callback path.
-pub(crate) async fn handle(inner: &Inner, headers: &HeaderMap, query: &str) -> Response<Bytes> {
-    handle_with(inner, headers, query, Exchange::Network).await
+pub(crate) async fn handle(inner: &Context, headers: &HeaderMap, query: &str) -> Response<Bytes> {
+    answer(inner, headers, query, |code, verifier| {
+        exchange(inner, code, verifier)
+    })
+    .await
 }
 
-/// [`handle`], with the token endpoint's answer from `exchange`.
-pub(crate) async fn handle_with(
-    inner: &Inner,
+/// [`handle`], with the token endpoint's answer from `redeem(code, PKCE verifier)`: the
+/// code exchange is the callback's only dependency on the network before the token
+/// response, so the benches and fuzz targets give the answer here and measure or explore
+/// everything else as it runs for real.
+pub(crate) async fn answer<R, F>(
+    inner: &Context,
     headers: &HeaderMap,
     query: &str,
-    exchange: Exchange,
-) -> Response<Bytes> {
-    let wants_json = crate::layer::wants_json(headers);
+    redeem: R,
+) -> Response<Bytes>
+where
+    R: FnOnce(String, String) -> F,
+    F: Future<Output = Result<TokenResponse, FlowError>>,
+{
+    let wants_json = wants_json(headers);
     let parsed = CallbackParams::parse(query);
     // The pending cookies this answer is for: the state's, or, when the query is refused,
     // those of its first few states, which are cleared all the same (single use).
@@ -116,7 +122,7 @@ pub(crate) async fn handle_with(
                 }
                 _ => None,
             };
-            complete(inner, &params, pending, &cookies.sessions, exchange).await
+            complete(inner, &params, pending, &cookies.sessions, redeem).await
         }
         Err(e) => Err((e, None)),
     };
@@ -134,7 +140,7 @@ pub(crate) async fn handle_with(
         }
         Err((error, return_to)) => {
             tracing::info!(error = %error, "login failed at the callback");
-            let retry = crate::layer::login_href(inner, return_to.as_deref().unwrap_or("/"));
+            let retry = login_href(inner, return_to.as_deref().unwrap_or("/"));
             error.response(wants_json, Some(&retry))
         }
     };
@@ -163,13 +169,36 @@ type Failure = (FlowError, Option<String>);
 
 /// The callback once its query is parsed: `pending` is the login of this browser that the
 /// state names (opened and checked), `sessions` the session cookies it brought.
-async fn complete(
-    inner: &Inner,
+async fn complete<R, F>(
+    inner: &Context,
     params: &CallbackParams,
     pending: Option<PendingLogin>,
     sessions: &[&str],
-    exchange: Exchange,
-) -> Result<Response<Bytes>, Failure> {
+    redeem: R,
+) -> Result<Response<Bytes>, Failure>
+where
+    R: FnOnce(String, String) -> F,
+    F: Future<Output = Result<TokenResponse, FlowError>>,
+{
+    let (pending, code) = check(inner, params, pending)?;
+    let return_to = Some(pending.return_to.clone());
+    // The token's lifetime counts from the request: the provider's clock started then, and
+    // a slow answer (or a slow userinfo call after it) must not make it look younger.
+    let requested_at = now_secs();
+    let token = redeem(code, pending.verifier.clone())
+        .await
+        .map_err(|e| (e, return_to))?;
+    finish(inner, token, requested_at, &pending, sessions).await
+}
+
+/// What the provider's answer says before any request is made with it: a pending login of
+/// this browser, no error, the expected issuer, a code. Returns the pending login and the
+/// code.
+pub(crate) fn check(
+    inner: &Context,
+    params: &CallbackParams,
+    pending: Option<PendingLogin>,
+) -> Result<(PendingLogin, String), Failure> {
     // 1. No login of this browser waits for this answer: whatever it says, a provider
     // error included, it gets a page of the layer's own words. Its `error` and
     // `error_description` are anyone's text, written into a link to the app's origin.
@@ -198,11 +227,13 @@ async fn complete(
 
     // 3. RFC 9207: a callback that names another issuer is a mix-up attack; checked
     // before the code is sent anywhere.
-    if let Some(expected) = &inner.issuer {
+    if let Some(expected) = &inner.provider.issuer {
         match &params.iss {
             Some(iss) if iss == expected => {}
             Some(_) => return Err((FlowError::IssuerMismatch, return_to)),
-            None if inner.require_iss => return Err((FlowError::IssuerMismatch, return_to)),
+            None if inner.provider.require_iss => {
+                return Err((FlowError::IssuerMismatch, return_to))
+            }
             None => {}
         }
     }
@@ -213,28 +244,37 @@ async fn complete(
             return_to,
         ));
     };
+    Ok((pending, code.to_string()))
+}
 
-    // 4. The back-channel exchange, with the PKCE verifier and client authentication.
-    // The token's lifetime counts from the request: the provider's clock started then, and
-    // a slow answer (or a slow userinfo call after it) must not make it look younger.
-    let requested_at = now_secs();
-    let token: crate::config::TokenResponse = match exchange {
-        Exchange::Network => inner
-            .oauth
-            .exchange_code(AuthorizationCode::new(code.to_string()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
-            .request_async(&inner.backchannel)
-            .await
-            .map_err(|e| (token_error(e), return_to.clone()))?,
-        #[cfg(feature = "dev-provider")]
-        Exchange::Recorded(body) => serde_json::from_slice(&body).map_err(|_| {
-            (
-                FlowError::ProviderFailed(ProviderError::InvalidAnswer),
-                return_to.clone(),
-            )
-        })?,
-    };
+/// Redeems the code at the token endpoint over the back channel, with the PKCE verifier
+/// and the client's authentication.
+pub(crate) async fn exchange(
+    inner: &Context,
+    code: String,
+    verifier: String,
+) -> Result<TokenResponse, FlowError> {
+    inner
+        .provider
+        .oauth
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&inner.provider.http)
+        .await
+        .map_err(token_error)
+}
 
+/// The callback once the token endpoint answered (`requested_at`: when it was asked):
+/// the token response is checked, the user identified (the verified ID token, userinfo),
+/// and a new session stored under a fresh id; the answer is the `303` back with its cookie.
+pub(crate) async fn finish(
+    inner: &Context,
+    token: TokenResponse,
+    requested_at: u64,
+    pending: &PendingLogin,
+    sessions: &[&str],
+) -> Result<Response<Bytes>, Failure> {
+    let return_to = Some(pending.return_to.clone());
     let access_token = usable_access_token(&token)
         .map_err(|e| (e, return_to.clone()))?
         .to_string();
@@ -249,11 +289,11 @@ async fn complete(
     // 5. Who the user is: the verified ID token (OpenID Connect), with userinfo claims
     // added; or the userinfo endpoint alone (plain OAuth 2.0).
     let id_token = token.extra_fields().id_token.clone();
-    let identity = match &inner.oidc {
-        Some(oidc) => identify_oidc(inner, oidc, id_token.as_deref(), &pending, bearer)
+    let identity = match &inner.provider.oidc {
+        Some(oidc) => identify_oidc(inner, oidc, id_token.as_deref(), pending, bearer)
             .await
             .map_err(|e| (e, return_to.clone()))?,
-        None => userinfo::fetch(inner, bearer)
+        None => userinfo::fetch(&inner.provider, bearer)
             .await
             .map_err(|e| (e, return_to.clone()))?,
     };
@@ -269,7 +309,7 @@ async fn complete(
         scopes: token
             .scopes()
             .map(|s| s.iter().map(|s| s.to_string()).collect())
-            .unwrap_or_else(|| inner.scopes.clone()),
+            .unwrap_or_else(|| inner.provider.scopes.clone()),
         access_expires_at,
         access_obtained_at: requested_at,
         // Sealed under the key of the new id when a store first writes the session.
@@ -277,7 +317,7 @@ async fn complete(
             Tokens {
                 access_token,
                 refresh_token: token.refresh_token().map(|t| t.secret().clone()),
-                id_token: inner.oidc.as_ref().and(id_token),
+                id_token: inner.provider.oidc.as_ref().and(id_token),
             },
             seal,
         ),
@@ -312,26 +352,13 @@ async fn complete(
 }
 
 /// Whether the request's (first) session cookie is that of a live session.
-async fn signed_in(inner: &Inner, session_cookie: Option<&str>) -> bool {
+async fn signed_in(inner: &Context, session_cookie: Option<&str>) -> bool {
     let Some(id) = session_cookie.and_then(SessionId::parse) else {
         return false;
     };
     // Live, and this browser's: a record that does not open with its cookie is no session.
     matches!(inner.store.load(&id.key()).await,
         Ok(Some(s)) if !s.is_expired(now_secs()) && s.open(&id.seal_key()).is_ok())
-}
-
-/// The access token of a token response, if the layer can use it: RFC 6749 7.1 and
-/// RFC 6750, the layer only knows how to use bearer tokens, and an empty one is no token.
-pub(crate) fn usable_access_token(token: &crate::config::TokenResponse) -> Result<&str, FlowError> {
-    if !token.token_type().as_ref().eq_ignore_ascii_case("bearer") {
-        return Err(FlowError::ProviderFailed(ProviderError::UnknownTokenType));
-    }
-    let access_token = token.access_token().secret();
-    if access_token.is_empty() {
-        return Err(FlowError::ProviderFailed(ProviderError::EmptyToken));
-    }
-    Ok(access_token)
 }
 
 /// Claims of the ID token that userinfo must not overwrite: they are the verified facts.
@@ -353,8 +380,8 @@ const PROTECTED_CLAIMS: [&str; 11] = [
 /// userinfo claims when there is a userinfo endpoint, whose `sub` must be the ID token's
 /// (OIDC Core 5.3.2: otherwise the answer may be about someone else).
 async fn identify_oidc(
-    inner: &Inner,
-    oidc: &crate::oidc::Oidc,
+    inner: &Context,
+    oidc: &Oidc,
     id_token: Option<&str>,
     pending: &PendingLogin,
     access_token: userinfo::Bearer<'_>,
@@ -365,15 +392,11 @@ async fn identify_oidc(
         .as_deref()
         .ok_or(FlowError::IdToken(IdTokenError::LoginWithoutNonce))?;
     let verified = oidc
-        .verify_id_token(
-            &inner.backchannel,
-            raw,
-            crate::oidc::NonceCheck::Equal(nonce),
-        )
+        .verify_id_token(&inner.provider.http, raw, NonceCheck::Equal(nonce))
         .await?;
     let mut claims = verified.claims;
-    if inner.userinfo_url.is_some() {
-        let info = userinfo::fetch(inner, access_token).await?;
+    if inner.provider.userinfo_url.is_some() {
+        let info = userinfo::fetch(&inner.provider, access_token).await?;
         if info.claims.get("sub").and_then(serde_json::Value::as_str) != Some(&verified.subject) {
             tracing::warn!("userinfo refused: its sub is not the ID token's");
             return Err(FlowError::Identity(IdentityError::AnotherUser));
@@ -391,171 +414,10 @@ async fn identify_oidc(
     })
 }
 
-/// How many logins may be pending in one browser at once (tabs); older ones are dropped
-/// at the next callback so the `Cookie` header stays small.
-pub(crate) const MAX_PENDING_LOGINS: usize = 5;
-
-/// What becomes of the other pending logins of this browser, as the index names them (a
-/// few at most; pending cookies it does not name are not looked at, see
-/// [`CallbackCookies`]): the names of those to clear (unreadable, expired, or the oldest
-/// past the cap), and the index to write back, `None` when the request had none.
-pub(crate) fn sweep_pending(
-    inner: &Inner,
-    cookies: &CallbackCookies<'_>,
-    answered: &[String],
-) -> (Vec<String>, Option<PendingIndex>) {
-    if cookies.index.0.is_empty() {
-        return (Vec::new(), None);
-    }
-    let now = now_secs();
-    let lifetime = inner.pending_lifetime.as_secs();
-    let mut stale = Vec::new();
-    let mut live: Vec<(u64, usize)> = Vec::new();
-    let mut keep = vec![false; cookies.index.0.len()];
-    for (i, ((hash, started), sealed)) in cookies.index.0.iter().zip(&cookies.indexed).enumerate() {
-        let name = format!("{}{hash}", inner.cookies.pending_prefix);
-        if answered.contains(&name) {
-            continue;
-        }
-        let Some(sealed) = sealed else {
-            // Not sent here: the browser dropped it, or sends it elsewhere. The entry
-            // stays while it may still be live, as the index's own time says.
-            keep[i] = now.saturating_sub(*started) <= lifetime;
-            continue;
-        };
-        let created = inner
-            .cookies
-            .open_pending(&name, sealed)
-            .and_then(|json| serde_json::from_str::<PendingLogin>(&json).ok())
-            .map(|p| p.created_at)
-            .filter(|t| now.saturating_sub(*t) <= lifetime);
-        match created {
-            Some(t) => live.push((t, i)),
-            None => stale.push(name),
-        }
-    }
-    live.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-    for (rank, (_, i)) in live.into_iter().enumerate() {
-        if rank < MAX_PENDING_LOGINS {
-            keep[i] = true;
-        } else {
-            stale.push(format!(
-                "{}{}",
-                inner.cookies.pending_prefix, cookies.index.0[i].0
-            ));
-        }
-    }
-    let kept = cookies
-        .index
-        .0
-        .iter()
-        .zip(keep)
-        .filter(|(_, keep)| *keep)
-        .map(|(entry, _)| entry.clone())
-        .collect();
-    (stale, Some(PendingIndex(kept)))
-}
-
-/// Opens the pending cookie `name` of the request and checks it belongs to `state` and is
-/// fresh.
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn open_pending(
-    inner: &Inner,
-    headers: &HeaderMap,
-    name: &str,
-    state: &str,
-) -> Option<PendingLogin> {
-    let sealed = crate::cookie::find(headers, name).next()?;
-    open_pending_value(inner, name, sealed, state)
-}
-
-/// Opens the sealed value of the pending cookie `name` and checks it belongs to `state` and
-/// is fresh.
-fn open_pending_value(
-    inner: &Inner,
-    name: &str,
-    sealed: &str,
-    state: &str,
-) -> Option<PendingLogin> {
-    let json = inner.cookies.open_pending(name, sealed)?;
-    let pending: PendingLogin = serde_json::from_str(&json).ok()?;
-    let same_state: bool = pending.state.as_bytes().ct_eq(state.as_bytes()).into();
-    let age = now_secs().saturating_sub(pending.created_at);
-    (same_state && age <= inner.pending_lifetime.as_secs()).then_some(pending)
-}
-
-/// Keeps an `error` code to the RFC 6749 character set, so a hostile value cannot make
-/// the page say something else.
-fn sanitize_error_code(code: &str) -> String {
-    let clean: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "unknown_error".to_string()
-    } else {
-        clean
-    }
-}
-
-/// Maps a failed exchange to what the person is told. The raw provider answer is never
-/// shown or logged: a malformed success response may hold tokens.
-pub(crate) fn token_error(
-    e: RequestTokenError<BackchannelError, oauth2::basic::BasicErrorResponse>,
-) -> FlowError {
-    match e {
-        RequestTokenError::ServerResponse(err) => {
-            let code = err.error().as_ref().to_string();
-            tracing::warn!(error = %code, "the token endpoint refused the code");
-            match err.error() {
-                BasicErrorResponseType::InvalidGrant
-                | BasicErrorResponseType::InvalidRequest
-                | BasicErrorResponseType::InvalidScope => {
-                    FlowError::CodeRejected(sanitize_error_code(&code))
-                }
-                BasicErrorResponseType::InvalidClient
-                | BasicErrorResponseType::UnauthorizedClient
-                | BasicErrorResponseType::UnsupportedGrantType => {
-                    FlowError::ProviderFailed(ProviderError::ClientRefused)
-                }
-                // A code outside RFC 6749 5.2 (`server_error`, `temporarily_unavailable`,
-                // a provider's own): the provider failing, not this client refused.
-                BasicErrorResponseType::Extension(_) => {
-                    FlowError::ProviderFailed(ProviderError::ErrorAnswer)
-                }
-            }
-        }
-        RequestTokenError::Request(BackchannelError::Timeout) => {
-            tracing::warn!("the token endpoint did not answer in time");
-            FlowError::ProviderFailed(ProviderError::Timeout)
-        }
-        RequestTokenError::Request(BackchannelError::TooLarge) => {
-            tracing::warn!("the token endpoint's answer is too large");
-            FlowError::ProviderFailed(ProviderError::TooLarge)
-        }
-        RequestTokenError::Request(BackchannelError::ServerError(status)) => {
-            tracing::warn!(%status, "the token endpoint failed");
-            FlowError::ProviderFailed(ProviderError::ServerError(status))
-        }
-        RequestTokenError::Request(e) => {
-            tracing::warn!(error = %e, "the token endpoint could not be reached");
-            FlowError::ProviderFailed(ProviderError::Unreachable)
-        }
-        RequestTokenError::Parse(_, _) => {
-            tracing::warn!("the token endpoint's answer could not be parsed");
-            FlowError::ProviderFailed(ProviderError::InvalidAnswer)
-        }
-        RequestTokenError::Other(_) => {
-            tracing::warn!("the token endpoint's answer is not usable");
-            FlowError::ProviderFailed(ProviderError::InvalidAnswer)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::cookie::MAX_PENDING_LOGINS;
 
     #[test]
     fn parses_callback_params() {
@@ -607,11 +469,11 @@ mod tests {
         }
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        let before = crate::cookie::tests::opens();
+        let before = crate::http::cookie::tests::opens();
         let res = handle(inner, &headers, "code=c&state=s")
             .now_or_never()
             .expect("no network");
-        let opened = crate::cookie::tests::opens() - before;
+        let opened = crate::http::cookie::tests::opens() - before;
         assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
         assert!(opened <= 2 * MAX_PENDING_LOGINS, "{opened} opened");
         let set = res.headers().get_all(header::SET_COOKIE).iter().count();
@@ -619,22 +481,15 @@ mod tests {
         assert!(set <= 1 + 2 * MAX_PENDING_LOGINS + 1, "{set} Set-Cookie");
 
         // A malformed query costs no more.
-        let before = crate::cookie::tests::opens();
+        let before = crate::http::cookie::tests::opens();
         let res = handle(inner, &headers, &"state=s&".repeat(5000))
             .now_or_never()
             .expect("no network");
-        assert!(crate::cookie::tests::opens() - before <= 2 * MAX_PENDING_LOGINS);
+        assert!(crate::http::cookie::tests::opens() - before <= 2 * MAX_PENDING_LOGINS);
         let set = res.headers().get_all(header::SET_COOKIE).iter().count();
         assert!(
             set <= MAX_STATES + 2 * MAX_PENDING_LOGINS + 1,
             "{set} Set-Cookie"
         );
-    }
-
-    #[test]
-    fn error_codes_are_sanitized() {
-        assert_eq!(sanitize_error_code("access_denied"), "access_denied");
-        assert_eq!(sanitize_error_code("<script>"), "script");
-        assert_eq!(sanitize_error_code("<>"), "unknown_error");
     }
 }

@@ -7,62 +7,23 @@ use std::time::{Duration, Instant};
 use std::panic::AssertUnwindSafe;
 
 use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
 use futures_util::FutureExt;
 use oauth2::basic::BasicErrorResponseType;
 use oauth2::{RefreshToken, RequestTokenError, TokenResponse};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::backchannel::BackchannelError;
-use crate::config::Inner;
-use crate::oidc::NonceCheck;
+use crate::context::Context;
+use crate::provider::http_client::BackchannelError;
+use crate::provider::oidc::NonceCheck;
+use crate::session::flights::Refreshed;
 use crate::session::{self, now_secs, RefreshLock, Session, SessionKey};
-
-/// What became of a session whose access token needed a refresh.
-pub(crate) enum Refreshed {
-    /// The session to serve the request with (refreshed, or still good enough).
-    Session(Arc<Session>),
-    /// The provider refused the refresh token (revoked, expired) or its answer failed the
-    /// checks: the session has ended.
-    Ended,
-    /// The provider could not be asked (timeout, 5xx, store failure) and the token has
-    /// expired: the request cannot be served now, but the session lives on.
-    Unavailable,
-}
-
-/// Refreshes in flight, by session: the first request of a session starts the refresh in
-/// a task of its own, and every request of the session that needs it (the first included)
-/// waits for that task's outcome.
-#[derive(Default)]
-pub(crate) struct Flights {
-    /// The outcome of each running refresh, `None` until it lands. Its sender is held by
-    /// the refresh ([`Flight`]), which removes the entry when it ends, however it ends.
-    running: DashMap<SessionKey, watch::Receiver<Option<Refreshed>>>,
-    /// Refreshed sessions the store could not save. The provider may have rotated the
-    /// refresh token away, so these hold the only live tokens: later requests use them and
-    /// try the save again, rather than refresh with the stored, spent refresh token.
-    unsaved: DashMap<SessionKey, Arc<Session>>,
-}
-
-impl Flights {
-    /// Forgets what is kept of the session `key` (it has ended).
-    pub(crate) fn forget(&self, key: &SessionKey) {
-        self.unsaved.remove(key);
-    }
-
-    /// How many refreshes are running, for the tests.
-    #[cfg(test)]
-    fn running(&self) -> usize {
-        self.running.len()
-    }
-}
 
 /// One running refresh. Dropped when the refresh ends, whether it landed, panicked, or the
 /// runtime dropped its task: the entry in [`Flights`] goes with it, and waiters that saw no
 /// outcome learn that none is coming (the sender is gone) instead of waiting forever.
 struct Flight {
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
     key: SessionKey,
     outcome: watch::Sender<Option<Refreshed>>,
 }
@@ -81,16 +42,6 @@ impl Drop for Flight {
             .refresh_flights
             .running
             .remove_if(&self.key, |_, r| r.same_channel(&self.outcome.subscribe()));
-    }
-}
-
-impl Clone for Refreshed {
-    fn clone(&self) -> Self {
-        match self {
-            Refreshed::Session(s) => Refreshed::Session(Arc::clone(s)),
-            Refreshed::Ended => Refreshed::Ended,
-            Refreshed::Unavailable => Refreshed::Unavailable,
-        }
     }
 }
 
@@ -124,7 +75,11 @@ pub(crate) fn is_due(session: &Session, skew: Duration, now: u64) -> bool {
 /// refresh would send the spent one: `invalid_grant`, the session ends, and a provider
 /// with reuse detection revokes the whole grant (RFC 9700 4.14.2). Whatever happens to the
 /// request that started it, the task stores the new tokens, and every waiter gets them.
-pub(crate) async fn refresh(inner: &Arc<Inner>, key: SessionKey, seen: Arc<Session>) -> Refreshed {
+pub(crate) async fn refresh(
+    inner: &Arc<Context>,
+    key: SessionKey,
+    seen: Arc<Session>,
+) -> Refreshed {
     let (mut outcome, flight) = match inner.refresh_flights.running.entry(key) {
         Entry::Occupied(running) => (running.get().clone(), None),
         Entry::Vacant(vacant) => {
@@ -159,7 +114,7 @@ pub(crate) async fn refresh(inner: &Arc<Inner>, key: SessionKey, seen: Arc<Sessi
     })
 }
 
-async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
+async fn run(inner: &Context, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
     // Another instance sharing the store may be refreshing this session right now: take
     // its refresh lock first, or wait for that instance's result.
     let lock = match acquire(inner, key, &seen).await {
@@ -184,7 +139,7 @@ async fn run(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
 /// session it saves. A holder that crashed keeps the lock for its lifetime only; then
 /// this instance takes it.
 async fn acquire(
-    inner: &Inner,
+    inner: &Context,
     key: &SessionKey,
     seen: &Arc<Session>,
 ) -> Result<RefreshLock, Refreshed> {
@@ -221,7 +176,7 @@ async fn acquire(
 /// How often an instance waiting for another's refresh looks at the session.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
-async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
+async fn run_locked(inner: &Context, key: &SessionKey, seen: Arc<Session>) -> Refreshed {
     // Another flight (or instance) may have refreshed since this request loaded the
     // session: start from the stored one, and stop if it is fresh already. Using a
     // refresh token that was just rotated away would end the session.
@@ -275,9 +230,10 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     };
 
     let response = inner
+        .provider
         .oauth
         .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
-        .request_async(&inner.backchannel)
+        .request_async(&inner.provider.http)
         .await;
     let token = match response {
         Ok(token) => token,
@@ -316,11 +272,14 @@ async fn run_locked(inner: &Inner, key: &SessionKey, seen: Arc<Session>) -> Refr
     };
     // OIDC Core 12.2: a refreshed ID token must be about the same user, from the same
     // issuer, for the same client, and must not carry a new nonce.
-    if let (Some(oidc), Some(raw)) = (&inner.oidc, token.extra_fields().id_token.as_deref()) {
+    if let (Some(oidc), Some(raw)) = (
+        &inner.provider.oidc,
+        token.extra_fields().id_token.as_deref(),
+    ) {
         let nonce = current.claims.get::<String>("nonce");
         match oidc
             .verify_id_token(
-                &inner.backchannel,
+                &inner.provider.http,
                 raw,
                 NonceCheck::AbsentOrEqual(nonce.as_deref()),
             )
@@ -404,7 +363,7 @@ fn fallback(session: Arc<Session>) -> Refreshed {
     }
 }
 
-async fn end(inner: &Inner, key: &SessionKey) -> Refreshed {
+async fn end(inner: &Context, key: &SessionKey) -> Refreshed {
     inner.refresh_flights.unsaved.remove(key);
     if let Err(e) = inner.store.delete(key).await {
         tracing::warn!(error = %e, "could not delete the ended session");

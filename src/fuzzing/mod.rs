@@ -15,14 +15,17 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use oauth2::{AuthorizationCode, PkceCodeVerifier};
 use serde_json::{json, Map, Value};
 
-use crate::authorize::{safe_return_to, PendingLogin, MAX_RETURN_TO_LEN};
-use crate::backchannel::BackchannelError;
-use crate::callback::{self, CallbackParams};
-use crate::config::Inner;
+use crate::context::Context as Shared;
 use crate::error::FlowError;
-use crate::oidc::{NonceCheck, Oidc};
+use crate::flow::callback::{self, CallbackParams};
+use crate::flow::pending::{self, PendingLogin};
+use crate::flow::return_to::{safe_return_to, MAX_RETURN_TO_LEN};
+use crate::http::cookie;
+use crate::provider::http_client::BackchannelError;
+use crate::provider::oidc::{NonceCheck, Oidc};
+use crate::provider::token;
 use crate::session::{now_secs, SealKey, Session, SessionId};
-use crate::{cookie, LoginLayer};
+use crate::LoginLayer;
 
 /// The issuer of the fixed test configuration.
 pub const ISSUER: &str = "https://issuer.example";
@@ -81,7 +84,7 @@ pub fn layer() -> &'static LoginLayer {
     })
 }
 
-fn inner() -> &'static Inner {
+fn inner() -> &'static Shared {
     layer().shared()
 }
 
@@ -308,11 +311,11 @@ pub fn session_cookie(cookie_header: &[u8]) {
     // What the callback picks out of the same header: a few values at most.
     let picked = cookie::CallbackCookies::read(&headers, &inner().cookies, &[]);
     assert!(picked.sessions.len() <= cookie::MAX_SESSION_COOKIES);
-    assert!(picked.indexed.len() <= 2 * callback::MAX_PENDING_LOGINS);
+    assert!(picked.indexed.len() <= 2 * cookie::MAX_PENDING_LOGINS);
     // The index of pending logins: a few well-formed entries at most, whatever was sent,
     // and a small cookie when written back.
     let index = cookie::PendingIndex::read(&headers, &inner().cookies);
-    assert!(index.0.len() <= 2 * callback::MAX_PENDING_LOGINS);
+    assert!(index.0.len() <= 2 * cookie::MAX_PENDING_LOGINS);
     for (hash, _) in &index.0 {
         assert_eq!(hash.len(), 11);
         assert!(hash
@@ -350,7 +353,7 @@ pub fn open_pending(cookie_header: &str, state: &str) -> Option<String> {
     let mut headers = HeaderMap::new();
     headers.insert(header::COOKIE, HeaderValue::from_str(cookie_header).ok()?);
     let name = inner().cookies.pending_name(state);
-    callback::open_pending(inner(), &headers, &name, state).map(|p| p.return_to)
+    pending::open_pending(inner(), &headers, &name, state).map(|p| p.return_to)
 }
 
 /// A pending cookie value that is not one the layer sealed (any bytes, under the name of
@@ -372,7 +375,7 @@ pub fn forged_pending(state: &str, value: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     headers.insert(header::COOKIE, cookie);
-    assert!(callback::open_pending(inner(), &headers, &name, state).is_none());
+    assert!(pending::open_pending(inner(), &headers, &name, state).is_none());
     // Named by the index, the callback's sweep takes it for stale.
     let hash = &name[inner().cookies.pending_prefix.len()..];
     let index = format!("{}={hash}.{}", inner().cookies.index_name, now_secs());
@@ -384,7 +387,7 @@ pub fn forged_pending(state: &str, value: &[u8]) {
     // the entry stays while the index's time says it may be live.
     let seen = cookie::find(&headers, &name).next().is_some();
     let picked = cookie::CallbackCookies::read(&headers, &inner().cookies, &[]);
-    let (stale, kept) = callback::sweep_pending(inner(), &picked, &[]);
+    let (stale, kept) = pending::sweep_pending(inner(), &picked, &[]);
     let kept = kept.expect("an index was sent");
     if seen {
         assert_eq!(stale, vec![name]);
@@ -459,6 +462,7 @@ pub fn token_response(status: u16, body: &[u8]) {
     let client = Canned::new(vec![response(status, "application/json", body)]);
     let outcome = poll_once(
         inner()
+            .provider
             .oauth
             .exchange_code(AuthorizationCode::new("code".into()))
             .set_pkce_verifier(PkceCodeVerifier::new("v".repeat(43)))
@@ -466,8 +470,8 @@ pub fn token_response(status: u16, body: &[u8]) {
     )
     .expect("no I/O with canned responses");
     let result = outcome
-        .map_err(callback::token_error)
-        .and_then(|token| callback::usable_access_token(&token).map(str::to_string));
+        .map_err(token::token_error)
+        .and_then(|token| token::usable_access_token(&token).map(str::to_string));
     match result {
         Ok(access_token) => {
             assert!(
@@ -506,7 +510,7 @@ fn assert_no_echo(e: &FlowError, body: &[u8]) {
 /// most 255 bytes or an integer, which becomes the subject.
 pub fn userinfo(body: &[u8]) {
     for field in ["sub", "id"] {
-        match crate::userinfo::parse(body, field) {
+        match crate::provider::userinfo::parse(body, field) {
             Ok(identity) => {
                 let value: Map<String, Value> = serde_json::from_slice(body).expect("an object");
                 match &value[field] {
@@ -534,7 +538,7 @@ pub fn discovery(document: &[u8], jwks: &[u8]) {
         response(200, "application/json", document),
         response(200, "application/json", jwks),
     ]);
-    let Some(outcome) = poll_once(crate::oidc::discover(&client, ISSUER)) else {
+    let Some(outcome) = poll_once(crate::provider::oidc::discover(&client, ISSUER)) else {
         panic!("discovery did I/O with canned responses");
     };
     let Ok(metadata) = outcome else { return };
@@ -548,9 +552,9 @@ pub fn discovery(document: &[u8], jwks: &[u8]) {
         .and_then(|b| b.build());
     if let Ok(layer) = built {
         let inner = layer.shared();
-        assert_eq!(inner.issuer.as_deref(), Some(ISSUER));
-        let token_url = inner.oauth.token_uri().url().clone();
-        for url in std::iter::once(&token_url).chain(inner.userinfo_url.iter()) {
+        assert_eq!(inner.provider.issuer.as_deref(), Some(ISSUER));
+        let token_url = inner.provider.oauth.token_uri().url().clone();
+        for url in std::iter::once(&token_url).chain(inner.provider.userinfo_url.iter()) {
             let loopback = url
                 .host_str()
                 .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
@@ -629,7 +633,7 @@ fn oidc() -> &'static Oidc {
 /// takes its JWKS endpoint for down, so a token with an unknown key is refused without a
 /// fetch (at most one every 10 s, from a closed loopback port).
 pub fn verify_id_token(raw: &str) -> Result<String, String> {
-    let backchannel = &inner().backchannel;
+    let backchannel = &inner().provider.http;
     runtime()
         .block_on(oidc().verify_id_token(backchannel, raw, NonceCheck::Equal(NONCE)))
         .map(|v| v.subject)
@@ -662,7 +666,7 @@ pub fn jwks(body: &[u8]) {
     });
     let oidc = oidc_with(value.clone());
     let accepted = runtime()
-        .block_on(oidc.verify_id_token(&inner().backchannel, token, NonceCheck::Equal(NONCE)))
+        .block_on(oidc.verify_id_token(&inner().provider.http, token, NonceCheck::Equal(NONCE)))
         .is_ok();
     if accepted {
         let n = dev_jwk(0)["n"].clone();
@@ -676,7 +680,7 @@ pub fn jwks(body: &[u8]) {
 /// Any string as a back-channel logout token: refused (not signed by the key), never a
 /// panic.
 pub fn logout_token(raw: &str) {
-    let backchannel = &inner().backchannel;
+    let backchannel = &inner().provider.http;
     if let Ok(found) = runtime().block_on(oidc().verify_logout_token(backchannel, raw)) {
         panic!("accepted a forged logout token naming {found:?}");
     }
@@ -684,7 +688,7 @@ pub fn logout_token(raw: &str) {
 
 /// Verifies a logout token with the fixed verifier; `Ok((sub, sid))` when accepted.
 pub fn verify_logout_token(raw: &str) -> Result<(Option<String>, Option<String>), String> {
-    let backchannel = &inner().backchannel;
+    let backchannel = &inner().provider.http;
     runtime()
         .block_on(oidc().verify_logout_token(backchannel, raw))
         .map(|token| (token.subject, token.sid))

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::cookie::CookieConfig;
+use crate::http::cookie::CookieConfig;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {

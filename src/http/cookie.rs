@@ -35,6 +35,10 @@ const LOGOUT_STATE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// change). The rest are ignored, so that their number never multiplies store work.
 pub(crate) const MAX_SESSION_COOKIES: usize = 2;
 
+/// How many logins may be pending in one browser at once (tabs); older ones are dropped
+/// at the next callback so the `Cookie` header stays small.
+pub(crate) const MAX_PENDING_LOGINS: usize = 5;
+
 /// The most bytes of name and value together that browsers keep in one cookie (RFC 6265bis
 /// section 5.7; Chrome and Firefox ignore a larger cookie without a word).
 pub(crate) const MAX_COOKIE_PAIR_BYTES: usize = 4096;
@@ -224,10 +228,7 @@ impl PendingIndex {
             return Self::default();
         };
         let mut entries: Vec<(String, u64)> = Vec::new();
-        for entry in value
-            .split('|')
-            .take(2 * crate::callback::MAX_PENDING_LOGINS)
-        {
+        for entry in value.split('|').take(2 * MAX_PENDING_LOGINS) {
             let Some((hash, at)) = entry.split_once('.') else {
                 continue;
             };

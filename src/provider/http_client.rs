@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::{header, HeaderValue};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, ProviderError};
 
 /// Why a call to the provider failed before an HTTP answer could be read.
 #[derive(Debug, thiserror::Error)]
@@ -135,5 +135,39 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Backchannel {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(self.execute(request))
+    }
+}
+
+impl From<BackchannelError> for ProviderError {
+    fn from(e: BackchannelError) -> Self {
+        match e {
+            BackchannelError::Timeout => ProviderError::Timeout,
+            BackchannelError::TooLarge => ProviderError::TooLarge,
+            BackchannelError::ServerError(status) => ProviderError::ServerError(status),
+            BackchannelError::Connect | BackchannelError::Other => ProviderError::Unreachable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn backchannel_failures_become_provider_errors() {
+        for (from, to) in [
+            (BackchannelError::Timeout, ProviderError::Timeout),
+            (BackchannelError::TooLarge, ProviderError::TooLarge),
+            (BackchannelError::Connect, ProviderError::Unreachable),
+            (BackchannelError::Other, ProviderError::Unreachable),
+            (
+                BackchannelError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
+                ProviderError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+        ] {
+            assert_eq!(ProviderError::from(from), to);
+        }
     }
 }

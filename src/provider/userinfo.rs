@@ -4,9 +4,9 @@
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::backchannel::BackchannelError;
-use crate::config::Inner;
 use crate::error::{FlowError, IdentityError};
+use crate::provider::http_client::BackchannelError;
+use crate::provider::Provider;
 use crate::session::now_secs;
 
 /// The user as the provider describes them.
@@ -26,13 +26,13 @@ pub(crate) struct Bearer<'a> {
 }
 
 /// Fetches the userinfo JSON and reads the subject from the configured field.
-pub(crate) async fn fetch(inner: &Inner, bearer: Bearer<'_>) -> Result<Identity, FlowError> {
-    let url = inner
+pub(crate) async fn fetch(provider: &Provider, bearer: Bearer<'_>) -> Result<Identity, FlowError> {
+    let url = provider
         .userinfo_url
         .as_ref()
         .ok_or(FlowError::Identity(IdentityError::NoEndpoint))?;
-    let response = inner
-        .backchannel
+    let response = provider
+        .http
         .get_with_bearer(url.as_str(), bearer.token)
         .await
         .map_err(|e: BackchannelError| FlowError::Identity(IdentityError::Fetch(e.into())))?;
@@ -49,7 +49,7 @@ pub(crate) async fn fetch(inner: &Inner, bearer: Bearer<'_>) -> Result<Identity,
             response.status(),
         )));
     }
-    parse(response.body(), &inner.subject_field)
+    parse(response.body(), &provider.subject_field)
 }
 
 /// Parses a userinfo body: a JSON object whose `subject_field` is a non-empty string or

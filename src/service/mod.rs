@@ -12,26 +12,32 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::{Access, Inner, UnauthenticatedApi};
+use crate::context::{Access, Context};
 use crate::error::FlowError;
 use crate::extract::AuthUser;
-use crate::refresh::{self, Refreshed};
-use crate::require_login::RequireLoginLayer;
-use crate::session::{self, now_secs, SealKey, Session, SessionId, SessionKey};
-use crate::{authorize, callback, cookie, logout, page, LoginLayerBuilder};
+use crate::flow::{backchannel_logout, callback, login, logout};
+use crate::http::classify::wants_json;
+
+pub(crate) mod lookup;
+pub(crate) mod require_login;
+pub(crate) mod route;
+
+use lookup::{lookup, lookup_now, Lookup};
+use require_login::RequireLoginLayer;
+use route::{route, Route};
 
 /// The login middleware. Build it with [`LoginLayer::builder`] and add it to a router or
 /// any Tower service; clones share one configuration and one session store.
 #[derive(Clone)]
 pub struct LoginLayer {
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
 }
 
 impl fmt::Debug for LoginLayer {
@@ -41,18 +47,13 @@ impl fmt::Debug for LoginLayer {
 }
 
 impl LoginLayer {
-    /// Starts the configuration.
-    pub fn builder() -> LoginLayerBuilder {
-        LoginLayerBuilder::default()
-    }
-
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+    pub(crate) fn from_inner(inner: Arc<Context>) -> Self {
         Self { inner }
     }
 
     /// The configuration, for the fuzzing entry points and the benches.
     #[cfg(any(test, feature = "fuzzing", feature = "dev-provider"))]
-    pub(crate) fn shared(&self) -> &Arc<Inner> {
+    pub(crate) fn shared(&self) -> &Arc<Context> {
         &self.inner
     }
 
@@ -77,7 +78,11 @@ impl LoginLayer {
     /// The provider's userinfo endpoint, configured or discovered, for handlers that want
     /// fresh claims (call it with the [`AccessToken`](crate::AccessToken)).
     pub fn userinfo_endpoint(&self) -> Option<&str> {
-        self.inner.userinfo_url.as_ref().map(|u| u.as_str())
+        self.inner
+            .provider
+            .userinfo_url
+            .as_ref()
+            .map(|u| u.as_str())
     }
 
     /// The callback path, from the redirect URL.
@@ -101,7 +106,7 @@ impl<S> Layer<S> for LoginLayer {
 #[derive(Clone)]
 pub struct LoginService<S> {
     inner: S,
-    shared: Arc<Inner>,
+    shared: Arc<Context>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for LoginService<S> {
@@ -141,7 +146,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
             KindProj::Boxed { future } => future.as_mut().poll(cx),
@@ -173,7 +178,7 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
@@ -204,38 +209,10 @@ where
     }
 }
 
-/// Which part of the layer answers a request.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Route {
-    Callback,
-    Login,
-    Logout,
-    LogoutCallback,
-    BackchannelLogout,
-    /// Everything else: the app's own routes.
-    App,
-}
-
-fn route(inner: &Inner, method: &Method, path: &str) -> Route {
-    if path == inner.callback_path {
-        Route::Callback
-    } else if path == inner.login_path {
-        Route::Login
-    } else if path == inner.logout_path && method == Method::POST {
-        Route::Logout
-    } else if path == inner.logout_callback_path && method == Method::GET {
-        Route::LogoutCallback
-    } else if inner.oidc.is_some() && inner.backchannel_logout_path.as_deref() == Some(path) {
-        Route::BackchannelLogout
-    } else {
-        Route::App
-    }
-}
-
 /// Every request but the hot path's: the layer's own routes, and the app's routes when the
 /// session must be awaited, updated or refreshed, or there is none.
 async fn serve<S, ReqBody, ResBody>(
-    shared: Arc<Inner>,
+    shared: Arc<Context>,
     mut service: S,
     mut req: Request<ReqBody>,
     route: Route,
@@ -274,7 +251,7 @@ where
                 return Ok(own(FlowError::MethodNotAllowed("POST").response(true, None)));
             }
             let (parts, body) = req.into_parts();
-            return Ok(own(Box::pin(logout::backchannel(
+            return Ok(own(Box::pin(backchannel_logout::handle(
                 inner,
                 &parts.headers,
                 body,
@@ -310,11 +287,11 @@ where
                 req.extensions_mut().insert(return_to);
                 service.call(req).await?
             } else {
-                own(unauthenticated(
+                own(login::required(
                     inner,
                     req.method(),
                     req.headers(),
-                    req.uri(),
+                    path_and_query(req.uri()),
                 ))
             };
             if stale {
@@ -328,7 +305,7 @@ where
 }
 
 /// The original path and query of a request that passed through unauthenticated, for
-/// [`RequireLogin`](crate::require_login::RequireLogin) behind a nesting router that
+/// [`RequireLogin`](crate::service::require_login::RequireLogin) behind a nesting router that
 /// rewrites the URI.
 #[derive(Clone, Debug)]
 pub(crate) struct ReturnTo(pub(crate) String);
@@ -339,7 +316,7 @@ fn own<B: From<Bytes>>(res: Response<Bytes>) -> Response<B> {
 
 #[tracing::instrument(name = "oauth2_login.callback", skip_all)]
 async fn handle_callback(
-    inner: &Inner,
+    inner: &Context,
     method: &Method,
     headers: &HeaderMap,
     query: &str,
@@ -353,7 +330,7 @@ async fn handle_callback(
 
 #[tracing::instrument(name = "oauth2_login.login", skip_all)]
 fn handle_login(
-    inner: &Inner,
+    inner: &Context,
     method: &Method,
     headers: &HeaderMap,
     uri: &http::Uri,
@@ -369,254 +346,9 @@ fn handle_login(
                 .map(|(_, value)| value.into_owned())
         })
         .unwrap_or_else(|| "/".to_string());
-    authorize::start(inner, headers, &return_to)
-}
-
-enum Lookup {
-    Found(Arc<Session>),
-    None {
-        stale: bool,
-    },
-    StoreDown,
-    /// The access token expired and the provider could not refresh it just now.
-    ProviderDown,
-}
-
-/// The hot path when the store answers at once (the memory store): one cookie scan, one
-/// hash, one map read, nothing allocated, nothing awaited. `None` sends the request the
-/// long way ([`lookup`]): no session cookie, an unknown or expired session, a store that
-/// must be awaited, a session read from a store and not opened yet, an idle deadline to
-/// push back or an access token to refresh.
-fn lookup_now(inner: &Inner, headers: &HeaderMap) -> Option<Arc<Session>> {
-    let value = cookie::find(headers, &inner.cookies.session_name).next()?;
-    let key = SessionId::key_of(value)?;
-    let session = inner.store.load_now(&key)??;
-    let now = now_secs();
-    // No crypto here: a session whose tokens are still sealed takes the long way once,
-    // which opens it in place (the store's cache then holds it opened).
-    let fresh = session.is_open()
-        && !session.is_expired(now)
-        && idle_deadline_due(inner, &session, now).is_none()
-        && !refresh::needs_refresh(&session, inner.refresh_skew, now);
-    fresh.then_some(session)
-}
-
-/// The session of a request, whatever it takes: one cookie scan, one hash, one store read,
-/// opening its tokens when the store gave them sealed, and when due a write of the idle
-/// deadline or a token refresh.
-async fn lookup(inner: &Arc<Inner>, headers: &HeaderMap) -> Lookup {
-    let Some(value) = cookie::find(headers, &inner.cookies.session_name).next() else {
-        return Lookup::None { stale: false };
-    };
-    let Some(key) = SessionId::key_of(value) else {
-        return Lookup::None { stale: true };
-    };
-    match inner.store.load(&key).await {
-        Ok(Some(session)) => {
-            let now = now_secs();
-            if session.is_expired(now) {
-                if let Err(e) = inner.store.delete(&key).await {
-                    tracing::warn!(error = %e, "could not delete an expired session");
-                }
-                return Lookup::None { stale: true };
-            }
-            // Derived only once a session is found, so that a made-up cookie costs no
-            // HKDF.
-            let seal = SealKey::for_cookie_value(value);
-            let Some(session) = session::opened(session, &seal) else {
-                return Lookup::None { stale: true };
-            };
-            let Some(session) = slide_idle_deadline(inner, &key, session, now).await else {
-                return Lookup::None { stale: true };
-            };
-            if !refresh::needs_refresh(&session, inner.refresh_skew, now) {
-                return Lookup::Found(session);
-            }
-            match Box::pin(refresh::refresh(inner, key, session)).await {
-                Refreshed::Session(session) => Lookup::Found(session),
-                Refreshed::Ended => Lookup::None { stale: true },
-                Refreshed::Unavailable => Lookup::ProviderDown,
-            }
-        }
-        Ok(None) => Lookup::None { stale: true },
-        Err(e) => {
-            tracing::error!(error = %e, "session store unavailable");
-            Lookup::StoreDown
-        }
-    }
-}
-
-/// How much of the idle timeout may pass before the deadline is pushed back: bounded
-/// writes (at most one a minute per session) rather than one per request.
-const TOUCH_INTERVAL_SECS: u64 = 60;
-
-/// The new idle deadline of `session`, when it is due to be pushed back.
-fn idle_deadline_due(inner: &Inner, session: &Session, now: u64) -> Option<u64> {
-    let wanted = now
-        .saturating_add(inner.idle_timeout.as_secs())
-        .min(session.absolute_expires_at);
-    (wanted.saturating_sub(session.expires_at) >= TOUCH_INTERVAL_SECS).then_some(wanted)
-}
-
-async fn slide_idle_deadline(
-    inner: &Inner,
-    key: &SessionKey,
-    session: Arc<Session>,
-    now: u64,
-) -> Option<Arc<Session>> {
-    let Some(wanted) = idle_deadline_due(inner, &session, now) else {
-        return Some(session);
-    };
-    let mut touched = (*session).clone();
-    touched.expires_at = wanted;
-    let touched = Arc::new(touched);
-    match inner.store.update(key, Arc::clone(&touched)).await {
-        Ok(true) => Some(touched),
-        // Deleted since it was loaded (a logout elsewhere): it stays deleted.
-        Ok(false) => None,
-        Err(e) => {
-            // The session stays valid until its old deadline; the next request tries
-            // again.
-            tracing::warn!(error = %e, "could not extend the session's idle deadline");
-            Some(session)
-        }
-    }
-}
-
-/// The answer to a request that needs a user and has none: a login for a browser
-/// navigation, a 401 for an API call.
-pub(crate) fn unauthenticated(
-    inner: &Inner,
-    method: &Method,
-    headers: &HeaderMap,
-    uri: &http::Uri,
-) -> Response<Bytes> {
-    let return_to = path_and_query(uri);
-    unauthenticated_to(inner, method, headers, return_to)
-}
-
-pub(crate) fn unauthenticated_to(
-    inner: &Inner,
-    method: &Method,
-    headers: &HeaderMap,
-    return_to: &str,
-) -> Response<Bytes> {
-    if is_browser_navigation(method, headers)
-        || inner.unauthenticated_api == UnauthenticatedApi::Redirect
-    {
-        return authorize::start(inner, headers, return_to);
-    }
-    let mut res = page::json(
-        StatusCode::UNAUTHORIZED,
-        &serde_json::json!({
-            "error": "unauthenticated",
-            "error_description": "sign in first",
-            "login_url": inner.login_path,
-        }),
-    );
-    let challenge = format!("Cookie realm=\"{}\"", inner.realm.replace(['"', '\\'], ""));
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    res
+    login::start(inner, headers, &return_to)
 }
 
 fn path_and_query(uri: &http::Uri) -> &str {
     uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-}
-
-/// `<login path>?return_to=<path>`, for "Try again" links.
-pub(crate) fn login_href(inner: &Inner, return_to: &str) -> String {
-    let encoded: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("return_to", return_to)
-        .finish();
-    format!("{}?{}", inner.login_path, encoded)
-}
-
-/// A top-level page load by a browser, which can follow a redirect to the provider;
-/// anything else (fetch/XHR, JSON clients, non-GET) is an API call.
-pub(crate) fn is_browser_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    if method != Method::GET && method != Method::HEAD {
-        return false;
-    }
-    if headers.contains_key("x-requested-with") {
-        return false;
-    }
-    if let Some(mode) = headers.get("sec-fetch-mode") {
-        return mode == "navigate";
-    }
-    accepts_html(headers)
-}
-
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
-}
-
-/// Whether an error should be JSON rather than a page.
-pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
-    if headers.contains_key("x-requested-with") {
-        return true;
-    }
-    let json = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/json") || v.contains("+json"));
-    json && !accepts_html(headers)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(*n, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn classifies_navigation_and_api_calls() {
-        let html = headers(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]);
-        assert!(is_browser_navigation(&Method::GET, &html));
-        assert!(is_browser_navigation(&Method::HEAD, &html));
-        assert!(!is_browser_navigation(&Method::POST, &html));
-        assert!(!is_browser_navigation(
-            &Method::GET,
-            &headers(&[("accept", "application/json")])
-        ));
-        assert!(!is_browser_navigation(
-            &Method::GET,
-            &headers(&[
-                ("accept", "text/html"),
-                ("x-requested-with", "XMLHttpRequest")
-            ])
-        ));
-        assert!(!is_browser_navigation(
-            &Method::GET,
-            &headers(&[("accept", "text/html"), ("sec-fetch-mode", "cors")])
-        ));
-        assert!(is_browser_navigation(
-            &Method::GET,
-            &headers(&[("sec-fetch-mode", "navigate")])
-        ));
-        assert!(!is_browser_navigation(&Method::GET, &HeaderMap::new()));
-    }
-
-    #[test]
-    fn json_errors_for_api_clients() {
-        assert!(wants_json(&headers(&[("accept", "application/json")])));
-        assert!(wants_json(&headers(&[("x-requested-with", "fetch")])));
-        assert!(!wants_json(&headers(&[(
-            "accept",
-            "text/html, application/json"
-        )])));
-        assert!(!wants_json(&HeaderMap::new()));
-    }
 }

@@ -8,27 +8,28 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::Inner;
+use crate::context::Context;
 use crate::extract::AuthUser;
-use crate::layer::{unauthenticated_to, ReturnTo};
+use crate::flow::login;
+use crate::service::ReturnTo;
 
 /// Requires a signed-in user for the routes it wraps: browsers are sent to log in,
 /// API calls get 401. Made by [`LoginLayer::require_login`](crate::LoginLayer::require_login);
 /// it must run inside the `LoginLayer` that made it.
 #[derive(Clone)]
 pub struct RequireLoginLayer {
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
 }
 
 impl RequireLoginLayer {
-    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+    pub(crate) fn new(inner: Arc<Context>) -> Self {
         Self { inner }
     }
 }
@@ -54,7 +55,7 @@ impl<S> Layer<S> for RequireLoginLayer {
 #[derive(Clone)]
 pub struct RequireLogin<S> {
     service: S,
-    inner: Arc<Inner>,
+    inner: Arc<Context>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for RequireLogin<S> {
@@ -77,7 +78,7 @@ where
     type Future =
         Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send + 'static>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.service.poll_ready(cx)
     }
 
@@ -94,7 +95,7 @@ where
             .or_else(|| req.uri().path_and_query().map(|p| p.as_str()))
             .unwrap_or("/");
         let res: Response<Bytes> =
-            unauthenticated_to(&self.inner, req.method(), req.headers(), return_to);
+            login::required(&self.inner, req.method(), req.headers(), return_to);
         let res = res.map(ResBody::from);
         Box::pin(std::future::ready(Ok(res)))
     }

@@ -13,6 +13,7 @@
 //! several instances, survives restarts of the app).
 
 mod claims;
+pub(crate) mod flights;
 mod memory;
 mod once;
 #[cfg(feature = "redis")]

@@ -26,9 +26,11 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::backchannel::Backchannel;
 use crate::error::{DiscoveryError, FlowError, IdTokenError, ProviderError};
-use crate::jwk::{self, Jwks};
+use crate::provider::http_client::Backchannel;
+mod jwk;
+
+use jwk::Jwks;
 
 /// Metadata fields the layer reads beyond what `openidconnect` types.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -680,7 +682,7 @@ impl Oidc {
 /// the JWKS it names.
 pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, DiscoveryError>
 where
-    C: openidconnect::AsyncHttpClient<'c, Error = crate::backchannel::BackchannelError>,
+    C: openidconnect::AsyncHttpClient<'c, Error = crate::provider::http_client::BackchannelError>,
 {
     let issuer = IssuerUrl::new(issuer.to_string()).map_err(DiscoveryError::InvalidIssuer)?;
     Metadata::discover_async(issuer, http)
