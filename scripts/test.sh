@@ -109,6 +109,9 @@ ensure_oidc_provider
 ensure_redis_server     # tests/redis_store.rs start their own redis-server
 ensure_chromium         # the browser tests (tests/browser/): headless Chromium + ChromeDriver
 
+banner "scripts/check-layers.sh (the module graph of src/ points down)"
+bash scripts/check-layers.sh
+
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

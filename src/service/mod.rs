@@ -1,11 +1,12 @@
-//! [`LoginLayer`] and [`LoginService`]: the dispatch of every request.
+//! [`LoginLayer`] and [`LoginService`]: which step answers each request.
 //!
 //! ```text
-//! callback path        → callback::handle (state, iss, code exchange, new session)
-//! login path  (GET)    → authorize::start
-//! logout path (POST)   → logout::handle
-//! session cookie valid → AuthUser in the extensions → inner service
-//! otherwise            → public? inner service : browser? login redirect : 401
+//! callback path            → flow::callback (state, iss, code exchange, new session)
+//! login path (GET)         → flow::login
+//! logout path (POST)       → flow::logout; its return → flow::logout::finish
+//! back-channel logout path → flow::backchannel_logout
+//! session cookie valid     → lookup (refresh when due) → AuthUser → inner service
+//! otherwise                → public? inner service : flow::login::required (303 or 401)
 //! ```
 
 use std::fmt;
@@ -30,7 +31,7 @@ pub(crate) mod require_login;
 pub(crate) mod route;
 
 use lookup::{lookup, lookup_now, Lookup};
-use require_login::RequireLoginLayer;
+use require_login::{RequireLoginLayer, ReturnTo};
 use route::{route, Route};
 
 /// The login middleware. Build it with [`LoginLayer::builder`] and add it to a router or
@@ -303,12 +304,6 @@ where
         }
     }
 }
-
-/// The original path and query of a request that passed through unauthenticated, for
-/// [`RequireLogin`](crate::service::require_login::RequireLogin) behind a nesting router that
-/// rewrites the URI.
-#[derive(Clone, Debug)]
-pub(crate) struct ReturnTo(pub(crate) String);
 
 fn own<B: From<Bytes>>(res: Response<Bytes>) -> Response<B> {
     res.map(B::from)

@@ -18,7 +18,12 @@ use tower_service::Service;
 use crate::context::Context;
 use crate::extract::AuthUser;
 use crate::flow::login;
-use crate::service::ReturnTo;
+
+/// The original path and query of a request that passed through unauthenticated, for
+/// [`RequireLogin`] behind a nesting router that
+/// rewrites the URI.
+#[derive(Clone, Debug)]
+pub(crate) struct ReturnTo(pub(crate) String);
 
 /// Requires a signed-in user for the routes it wraps: browsers are sent to log in,
 /// API calls get 401. Made by [`LoginLayer::require_login`](crate::LoginLayer::require_login);
