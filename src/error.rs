@@ -13,9 +13,20 @@ use http::StatusCode;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A required setting was not given.
-    #[error("missing required setting: {0}")]
-    Missing(&'static str),
+    /// Required settings were not given: all of them, so that one run of the
+    /// application tells everything that is missing.
+    #[error("missing required settings: {}", settings.join(", "))]
+    Missing {
+        /// The missing settings, in the order of the builder's groups (e.g.
+        /// `"client id"`, `"redirect URL"`).
+        settings: Vec<&'static str>,
+    },
+    /// An explicit setting contradicts what discovery found (e.g. another issuer).
+    #[error("{field} differs from the discovered one")]
+    Conflict {
+        /// Which setting.
+        field: &'static str,
+    },
     /// A URL setting could not be parsed.
     #[error("invalid {field}: not a URL")]
     UnparsableUrl {

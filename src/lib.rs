@@ -79,13 +79,13 @@
 // scripts/check-layers.sh).
 mod config; //         the builder: settings, validation, discovery
 mod context; //        what the steps share, built once by the builder
-mod error;
+mod error; //          the error types
 mod extract; //        AuthUser, AccessToken: what handlers get
 mod flow; //           login, callback, refresh, logout, back-channel logout
 mod http; //           request classification, cookies, pages
 mod provider; //       one provider: client, HTTP, tokens, userinfo, OpenID Connect
 mod service; //        LoginLayer, LoginService: which step answers a request
-pub mod session; //    sessions and the stores that keep them //          the error types
+pub mod session; //    sessions and the stores that keep them
 
 #[cfg(feature = "dev-provider")]
 #[doc(hidden)]
