@@ -13,6 +13,17 @@ use crate::session::flights::Flights;
 use crate::session::SessionStore;
 
 /// Whether requests that match no public path need a signed-in user.
+///
+/// # Example
+///
+/// ```
+/// use tower_oauth2_login::{Access, LoginLayer};
+///
+/// // Every route is open; protect the private ones with `LoginLayer::require_login`.
+/// let builder = LoginLayer::builder().with_default_access(Access::Public);
+/// # let _ = builder;
+/// assert_eq!(Access::default(), Access::LoginRequired);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Access {
     /// Every request needs a signed-in user unless its path is public (the default).
@@ -24,6 +35,17 @@ pub enum Access {
 }
 
 /// What an unauthenticated API request (not a browser navigation) gets.
+///
+/// # Example
+///
+/// ```
+/// use tower_oauth2_login::{LoginLayer, UnauthenticatedApi};
+///
+/// // A single-page app whose fetches should follow the login redirect themselves.
+/// let builder = LoginLayer::builder().with_unauthenticated_api(UnauthenticatedApi::Redirect);
+/// # let _ = builder;
+/// assert_eq!(UnauthenticatedApi::default(), UnauthenticatedApi::Unauthorized);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnauthenticatedApi {
     /// `401 Unauthorized` with `WWW-Authenticate` and a small JSON body (the default).

@@ -10,6 +10,38 @@ use http::StatusCode;
 ///
 /// Every check that can be made before the first request is made there, so a bad
 /// configuration stops the application at start-up rather than failing a user's login.
+///
+/// # Example
+///
+/// ```
+/// use tower_oauth2_login::{ConfigError, LoginLayer};
+///
+/// let err = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .build()
+///     .unwrap_err();
+/// match err {
+///     ConfigError::Missing { settings } => {
+///         assert_eq!(
+///             settings,
+///             ["authorization endpoint", "token endpoint", "userinfo endpoint"]
+///         );
+///     }
+///     other => panic!("another mistake: {other}"),
+/// }
+///
+/// // Plain http is refused off loopback: tokens would cross the network in clear text.
+/// let err = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("http://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, ConfigError::InvalidUrl { field: "authorization endpoint", .. }));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -88,6 +120,26 @@ pub enum ConfigError {
 }
 
 /// Why OpenID Connect discovery failed ([`ConfigError::Discovery`]).
+///
+/// # Example
+///
+/// Telling a provider that is down (worth a retry at start-up) from a wrong issuer (a
+/// configuration to fix):
+///
+/// ```no_run
+/// use tower_oauth2_login::{ConfigError, DiscoveryError, LoginLayer};
+///
+/// # async fn run() -> Result<(), ConfigError> {
+/// let builder = match LoginLayer::builder().discover("https://accounts.example").await {
+///     Ok(builder) => builder,
+///     Err(ConfigError::Discovery(DiscoveryError::Request(e))) => {
+///         eprintln!("the provider is unreachable, retrying later: {e}");
+///         return Ok(());
+///     }
+///     Err(other) => return Err(other),
+/// };
+/// # let _ = builder; Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiscoveryError {
@@ -122,6 +174,21 @@ pub enum DiscoveryError {
 ///
 /// The layer fails closed on it: a request whose session cannot be loaded is answered
 /// with `503 Service Unavailable`, never passed through as anonymous.
+///
+/// # Example
+///
+/// What a custom store returns when its database fails: a message of its own words (never
+/// a key or a token) and the client's error as the source.
+///
+/// ```
+/// use std::error::Error as _;
+/// use tower_oauth2_login::StoreError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out");
+/// let err = StoreError::with_source("loading a session", io);
+/// assert_eq!(err.to_string(), "session store error: loading a session");
+/// assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some("read timed out"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("session store error: {message}")]
 pub struct StoreError {

@@ -215,6 +215,30 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AccessToken {
 }
 
 /// The rejection of [`AccessToken`].
+///
+/// # Example
+///
+/// A handler that calls an API with the user's token, and answers in its own words when
+/// there is none:
+///
+/// ```
+/// use axum_core::response::{IntoResponse, Response};
+/// use tower_oauth2_login::{AccessToken, AccessTokenRejection};
+///
+/// async fn repos(token: Result<AccessToken, AccessTokenRejection>) -> Response {
+///     match token {
+///         Ok(token) => {
+///             let _authorization = format!("Bearer {}", token.secret());
+///             "your repositories".into_response()
+///         }
+///         // Signed out, or the token expired without a refresh token: the layer's own
+///         // answer (a 401, or the login redirect for a page load).
+///         Err(rejection @ AccessTokenRejection::Expired(_)) => rejection.into_response(),
+///         Err(rejection) => (rejection.status(), "sign in to see your repositories").into_response(),
+///     }
+/// }
+/// # let _ = axum::Router::<()>::new().route("/repos", axum::routing::get(repos));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AccessTokenRejection {
@@ -266,6 +290,25 @@ impl std::error::Error for AccessTokenRejection {}
 /// The access token has expired and cannot be refreshed. Its response is the layer's
 /// answer to a request that needs a login: `401` JSON with `WWW-Authenticate` for an API
 /// call, a redirect to the provider (returning to this page) for a page load.
+///
+/// # Example
+///
+/// ```
+/// use axum_core::response::{IntoResponse, Response};
+/// use tower_oauth2_login::{AccessToken, AccessTokenRejection};
+///
+/// async fn call_api(token: Result<AccessToken, AccessTokenRejection>) -> Response {
+///     match token {
+///         Ok(_token) => "called".into_response(),
+///         Err(AccessTokenRejection::Expired(expired)) => {
+///             tracing::info!(status = %expired.status(), "token expired: signing in again");
+///             expired.into_response()
+///         }
+///         Err(other) => other.into_response(),
+///     }
+/// }
+/// # let _ = axum::Router::<()>::new().route("/call", axum::routing::get(call_api));
+/// ```
 pub struct TokenExpired {
     response: http::Response<Bytes>,
 }

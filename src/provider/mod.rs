@@ -55,6 +55,26 @@ pub(crate) type OAuthClient = oauth2::Client<
 ///
 /// A client without a secret is a public client and authenticates with PKCE alone
 /// (`token_endpoint_auth_method=none`); these choices apply to confidential clients.
+///
+/// # Example
+///
+/// A provider that takes the secret only in the request body:
+///
+/// ```
+/// use tower_oauth2_login::{ClientAuth, LoginLayer};
+///
+/// # fn main() -> Result<(), tower_oauth2_login::ConfigError> {
+/// let login = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("https://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .with_client_secret("s3cret")
+///     .with_client_auth(ClientAuth::ClientSecretPost)
+///     .build()?;
+/// # let _ = login; Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {

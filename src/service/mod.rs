@@ -36,6 +36,29 @@ use route::{route, Route};
 
 /// The login middleware. Build it with [`LoginLayer::builder`] and add it to a router or
 /// any Tower service; clones share one configuration and one session store.
+///
+/// # Example
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_oauth2_login::{AuthUser, LoginLayer};
+///
+/// # fn main() -> Result<(), tower_oauth2_login::ConfigError> {
+/// let login = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("https://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .build()?;
+/// // A "Sign in" link for pages that show one.
+/// assert_eq!(login.login_path(), "/auth/login");
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|user: AuthUser| async move { format!("hello {}", user.subject()) }))
+///     .layer(login);
+/// # let _ = app; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct LoginLayer {
     inner: Arc<Context>,
@@ -103,7 +126,45 @@ impl<S> Layer<S> for LoginLayer {
     }
 }
 
-/// The service made by [`LoginLayer`].
+/// The service made by [`LoginLayer`]: the layer applied to a service.
+///
+/// # Example
+///
+/// Without a router: the layer around a plain Tower service. A page load without a session
+/// is sent to the provider.
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use axum::body::Body;
+/// use http::{header, Request, Response, StatusCode};
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_oauth2_login::LoginLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("https://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .build()?;
+/// let app = service_fn(|_req: Request<Body>| async {
+///     Ok::<_, Infallible>(Response::new(Body::from("hello")))
+/// });
+/// let service = login.layer(app);
+///
+/// let page_load = Request::get("/account")
+///     .header(header::ACCEPT, "text/html")
+///     .header("sec-fetch-mode", "navigate")
+///     .body(Body::empty())?;
+/// let response = service.oneshot(page_load).await?;
+/// assert_eq!(response.status(), StatusCode::SEE_OTHER);
+/// let location = response.headers()[header::LOCATION].to_str()?;
+/// assert!(location.starts_with("https://idp.example/authorize?"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct LoginService<S> {
     inner: S,
@@ -119,7 +180,8 @@ impl<S: fmt::Debug> fmt::Debug for LoginService<S> {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`LoginService`].
+    /// The future of [`LoginService`]; nothing to do with it but await it (or name it in a
+    /// `Service` bound).
     ///
     /// A request with a live session in a store that answers at once (the memory store)
     /// gets the inner service's own future, with nothing allocated around it; every other

@@ -28,6 +28,34 @@ pub(crate) struct ReturnTo(pub(crate) String);
 /// Requires a signed-in user for the routes it wraps: browsers are sent to log in,
 /// API calls get 401. Made by [`LoginLayer::require_login`](crate::LoginLayer::require_login);
 /// it must run inside the `LoginLayer` that made it.
+///
+/// # Example
+///
+/// A public site with an account area:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_oauth2_login::{Access, AuthUser, LoginLayer};
+///
+/// # fn main() -> Result<(), tower_oauth2_login::ConfigError> {
+/// let login = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("https://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .with_default_access(Access::Public)
+///     .build()?;
+///
+/// let account = Router::new()
+///     .route("/account", get(|user: AuthUser| async move { user.subject().to_string() }))
+///     .layer(login.require_login());
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "welcome" }))
+///     .merge(account)
+///     .layer(login);
+/// # let _ = app; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RequireLoginLayer {
     inner: Arc<Context>,
@@ -56,7 +84,42 @@ impl<S> Layer<S> for RequireLoginLayer {
     }
 }
 
-/// The service made by [`RequireLoginLayer`].
+/// The service made by [`RequireLoginLayer`]: the wrapped service, reached only with a
+/// signed-in user.
+///
+/// # Example
+///
+/// Around a plain Tower service, inside the `LoginLayer` that made it: an API call
+/// without a session gets `401`.
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use axum::body::Body;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_oauth2_login::{Access, LoginLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = LoginLayer::builder()
+///     .with_client_id("my-app")
+///     .with_authorization_endpoint("https://idp.example/authorize")
+///     .with_token_endpoint("https://idp.example/token")
+///     .with_userinfo_endpoint("https://idp.example/userinfo")
+///     .with_redirect_url("https://app.example/auth/callback")
+///     .with_default_access(Access::Public)
+///     .build()?;
+/// let private = service_fn(|_req: Request<Body>| async {
+///     Ok::<_, Infallible>(Response::new(Body::from("secret")))
+/// });
+/// let service = login.layer(login.require_login().layer(private));
+///
+/// let api_call = Request::get("/api/secret").body(Body::empty())?;
+/// let response = service.oneshot(api_call).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RequireLogin<S> {
     service: S,
