@@ -88,7 +88,7 @@ impl SessionSettings {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_oauth2_login::session::MemoryStore;
+/// use tower_oauth2_login::MemoryStore;
 ///
 /// let key = [7u8; 64]; // in production: 64 random bytes from your secret store
 /// let builder = tower_oauth2_login::LoginLayer::builder()
