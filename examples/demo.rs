@@ -148,8 +148,7 @@ async fn main() -> Result<(), Error> {
         .with_post_logout_redirect("/logged-out")
         .with_public_path("/")
         .with_public_path("/healthz")
-        .with_public_path("/logged-out")
-        .with_public_path("/logout");
+        .with_public_path("/logged-out");
     if let Ok(key) = env::var("COOKIE_KEY") {
         builder =
             builder.with_cookie_key(base64::engine::general_purpose::STANDARD.decode(key.trim())?);
@@ -180,7 +179,6 @@ async fn main() -> Result<(), Error> {
             "/userinfo",
             get(move |token: AccessToken| userinfo(token, userinfo_url.clone())),
         )
-        .route("/logout", get(logout_page))
         .route("/logged-out", get(logged_out))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(fallback)
@@ -347,19 +345,6 @@ async fn userinfo(token: AccessToken, url: Option<String>) -> impl IntoResponse 
             StatusCode::BAD_GATEWAY,
             Json(serde_json::json!({"error": "userinfo unreachable"})),
         ),
-    }
-}
-
-async fn logout_page(user: Option<AuthUser>) -> Html<String> {
-    match user {
-        Some(user) => page(
-            "Sign out",
-            &format!(
-                "<p>Signed in as {}.</p><form method=\"post\" action=\"/logout\"><button id=\"signout\" type=\"submit\">Sign out</button></form>",
-                escape(&display_name(&user))
-            ),
-        ),
-        None => page("Sign out", "<p>You are not signed in.</p>"),
     }
 }
 

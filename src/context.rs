@@ -82,6 +82,8 @@ pub(crate) struct Context {
     pub(crate) callback_path: String,
     pub(crate) login_path: String,
     pub(crate) logout_path: String,
+    /// Whether the layer answers `GET` on the logout path with its confirmation page.
+    pub(crate) logout_page: bool,
     pub(crate) logout_callback_path: String,
     pub(crate) backchannel_logout_path: Option<String>,
     pub(crate) post_logout_redirect: String,

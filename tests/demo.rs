@@ -141,7 +141,16 @@ async fn demo_signs_a_person_in_through_the_form() {
     let issuer = authorize.split("/authorize").next().unwrap();
     assert_eq!(me["claims"]["iss"], issuer);
 
-    // Sign out through the demo's own button: out here, then at the provider, and back.
+    // "Sign out" is a link to the layer's page, whose button POSTs: out here, then at the
+    // provider, and back.
+    let page = browser.get(&format!("{base}/logout")).await;
+    assert_eq!(page.status, reqwest::StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<form method="post" action="/logout">"#),
+        "{}",
+        page.body
+    );
     let out = browser
         .request(
             reqwest::Method::POST,

@@ -758,3 +758,66 @@ async fn a_custom_serialising_store_gets_sealed_sessions() {
     }
     assert!(store.rows().is_empty());
 }
+
+/// `GET` on the logout path: the layer's confirmation page by default, whose button POSTs
+/// and which no other site can frame; the app's own page with `with_logout_page(false)`.
+#[tokio::test]
+async fn get_on_the_logout_path_shows_a_sign_out_button_unless_the_app_has_its_own() {
+    let build = || {
+        LoginLayer::builder()
+            .with_client_id("app")
+            .with_authorization_endpoint("https://idp.example/authorize")
+            .with_token_endpoint("https://idp.example/token")
+            .with_userinfo_endpoint("https://idp.example/userinfo")
+            .with_redirect_url("https://app.example/auth/callback")
+            .with_cookie_key([9u8; 64])
+            .build()
+            .unwrap()
+    };
+    let app = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+            b"the app's page",
+        ))))
+    });
+    let get_logout = || {
+        Request::get("/auth/logout")
+            .header(header::ACCEPT, "text/html")
+            .header("sec-fetch-mode", "navigate")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    let res = tower::Layer::layer(&build(), app)
+        .oneshot(get_logout())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::X_FRAME_OPTIONS], "DENY");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = std::str::from_utf8(&body).unwrap();
+    assert!(
+        body.contains(r#"<form method="post" action="/auth/logout">"#),
+        "{body}"
+    );
+
+    // The app's own page: the request passes, as any other, so the logout path must be
+    // public for a signed-out visitor to see it.
+    let own = LoginLayer::builder()
+        .with_client_id("app")
+        .with_authorization_endpoint("https://idp.example/authorize")
+        .with_token_endpoint("https://idp.example/token")
+        .with_userinfo_endpoint("https://idp.example/userinfo")
+        .with_redirect_url("https://app.example/auth/callback")
+        .with_cookie_key([9u8; 64])
+        .with_logout_page(false)
+        .with_public_path("/auth/logout")
+        .build()
+        .unwrap();
+    let res = tower::Layer::layer(&own, app)
+        .oneshot(get_logout())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"the app's page");
+}

@@ -569,10 +569,14 @@ async fn logout_deletes_the_session_and_refuses_other_sites() {
         "still signed in"
     );
 
-    // GET shows the app's own page (a button), it does not sign out.
-    assert_eq!(
-        browser.get(&app.url("/logout")).await.status,
-        StatusCode::OK
+    // GET shows the layer's confirmation page (a button that POSTs); it does not sign out.
+    let page = browser.get(&app.url("/logout")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<form method="post" action="/logout">"#),
+        "{}",
+        page.body
     );
     assert_eq!(
         browser.get_json(&app.url("/me")).await.status,

@@ -127,6 +127,7 @@ impl LoginLayerBuilder {
             callback_path: paths.callback,
             login_path: paths.login,
             logout_path: paths.logout,
+            logout_page: paths.logout_page,
             logout_callback_path: paths.logout_callback,
             backchannel_logout_path: Some(paths.backchannel_logout),
             post_logout_redirect: paths.post_logout_redirect,

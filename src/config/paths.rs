@@ -12,6 +12,7 @@ pub(super) struct PathSettings {
     redirect_url: Option<String>,
     login_path: Option<String>,
     logout_path: Option<String>,
+    logout_page: bool,
     logout_callback_path: Option<String>,
     backchannel_logout_path: Option<String>,
     post_logout_redirect: String,
@@ -23,6 +24,7 @@ impl Default for PathSettings {
             redirect_url: None,
             login_path: None,
             logout_path: None,
+            logout_page: true,
             logout_callback_path: None,
             backchannel_logout_path: None,
             post_logout_redirect: "/".to_string(),
@@ -39,6 +41,7 @@ pub(super) struct Paths {
     pub(super) callback: String,
     pub(super) login: String,
     pub(super) logout: String,
+    pub(super) logout_page: bool,
     pub(super) logout_callback: String,
     pub(super) backchannel_logout: String,
     pub(super) post_logout_redirect: String,
@@ -108,6 +111,7 @@ impl PathSettings {
             callback,
             login,
             logout,
+            logout_page: self.logout_page,
             logout_callback,
             backchannel_logout,
             post_logout_redirect,
@@ -148,9 +152,22 @@ impl LoginLayerBuilder {
     }
 
     /// The path that signs out on `POST`. Defaults to `logout` beside the callback path.
-    /// A `GET` to it passes through to your app, to show a sign-out button.
+    /// A `GET` to it shows a page with a "Sign out" button that sends the `POST`, so that
+    /// a plain link to it works (see [`with_logout_page`](Self::with_logout_page)).
     pub fn with_logout_path(mut self, path: impl Into<String>) -> Self {
         self.paths.logout_path = Some(path.into());
+        self
+    }
+
+    /// Whether the layer answers `GET` on the logout path with its confirmation page (the
+    /// default), or passes it to your app, which then shows its own page with a form
+    /// that `POST`s to the logout path:
+    ///
+    /// ```html
+    /// <form method="post" action="/auth/logout"><button>Sign out</button></form>
+    /// ```
+    pub fn with_logout_page(mut self, layer_page: bool) -> Self {
+        self.paths.logout_page = layer_page;
         self
     }
 

@@ -74,6 +74,13 @@ pub(crate) async fn handle(inner: &Arc<Context>, headers: &HeaderMap) -> Respons
     res
 }
 
+/// Answers `GET <logout path>`: a page whose button sends the `POST` that signs out, so
+/// that a plain "Sign out" link works and a link alone (a prefetch, an `<img>` on another
+/// site) never signs anyone out.
+pub(crate) fn confirmation(inner: &Context) -> Response<Bytes> {
+    page::sign_out_confirmation(&inner.logout_path, "/")
+}
+
 /// The redirect to the end-session endpoint (OpenID Connect RP-Initiated Logout 1.0),
 /// with a `state` kept in a short-lived cookie for the way back.
 fn rp_initiated_logout(

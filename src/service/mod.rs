@@ -305,6 +305,7 @@ where
             )));
         }
         Route::Logout => return Ok(own(Box::pin(logout::handle(&shared, req.headers())).await)),
+        Route::LogoutPage => return Ok(own(logout::confirmation(inner))),
         Route::LogoutCallback => {
             let query = req.uri().query().unwrap_or("");
             return Ok(own(logout::finish(inner, req.headers(), query)));

@@ -10,6 +10,8 @@ pub(crate) enum Route {
     Callback,
     Login,
     Logout,
+    /// `GET` on the logout path: the confirmation page, unless the app shows its own.
+    LogoutPage,
     LogoutCallback,
     BackchannelLogout,
     /// Everything else: the app's own routes.
@@ -23,6 +25,8 @@ pub(crate) fn route(inner: &Context, method: &Method, path: &str) -> Route {
         Route::Login
     } else if path == inner.logout_path && method == Method::POST {
         Route::Logout
+    } else if path == inner.logout_path && method == Method::GET && inner.logout_page {
+        Route::LogoutPage
     } else if path == inner.logout_callback_path && method == Method::GET {
         Route::LogoutCallback
     } else if inner.provider.oidc.is_some()

@@ -85,16 +85,6 @@ pub fn routes() -> Router {
             }),
         )
         .route(
-            "/logout",
-            get(|| async {
-                page(
-                    "Sign out",
-                    "<form method=\"post\" action=\"/logout\">\
-                     <button id=\"signout\" type=\"submit\">Sign out</button></form>",
-                )
-            }),
-        )
-        .route(
             "/logged-out",
             get(|| async { page("Signed out", "<p id=\"bye\">You are signed out.</p>") }),
         )

@@ -329,7 +329,7 @@ async fn demo_sign_out_then_the_protected_page_asks_for_login_again() {
     only_the_session_cookie(&b).await;
 
     b.goto(&demo.url("/logout")).await;
-    b.click("#signout").await;
+    b.click("#sign-out").await;
     b.wait_for_exact_url(&demo.url("/logged-out")).await;
     b.find("#bye").await;
     assert_eq!(session_cookie(&b).await, None, "the cookie is cleared");
@@ -561,7 +561,7 @@ async fn rp_initiated_logout_signs_out_at_the_provider_too() {
     only_the_session_cookie(&b).await;
 
     b.goto(&it.url("/logout")).await;
-    b.click("#signout").await;
+    b.click("#sign-out").await;
     b.wait_for_url("the provider's end-session page", |u| {
         u.host_str() == Some(PROVIDER_HOST) && u.path().starts_with("/session/end")
     })

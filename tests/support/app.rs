@@ -94,10 +94,6 @@ pub fn routes() -> Router {
             }),
         )
         .route("/echo", post(|| async { "posted" }))
-        .route(
-            "/logout",
-            get(|| async { Html("<form method=post></form>") }),
-        )
         .route("/logged-out", get(|| async { "logged out" }))
         .fallback(|user: AuthUser| async move {
             (
