@@ -132,9 +132,12 @@ pub enum ConfigError {
 /// # async fn run() -> Result<(), ConfigError> {
 /// let builder = match LoginLayer::builder().discover("https://accounts.example").await {
 ///     Ok(builder) => builder,
-///     Err(ConfigError::Discovery(DiscoveryError::Request(e))) => {
-///         eprintln!("the provider is unreachable, retrying later: {e}");
+///     Err(ConfigError::Discovery(DiscoveryError::Request { url, source })) => {
+///         eprintln!("{url} is unreachable ({source}); retrying later");
 ///         return Ok(());
+///     }
+///     Err(ConfigError::Discovery(DiscoveryError::IssuerMismatch { discovered, .. })) => {
+///         panic!("configure the issuer as the provider names itself: {discovered}");
 ///     }
 ///     Err(other) => return Err(other),
 /// };
@@ -146,25 +149,46 @@ pub enum DiscoveryError {
     /// The issuer is not a URL.
     #[error("the issuer is not a valid URL")]
     InvalidIssuer(#[source] url::ParseError),
-    /// The discovery document or the key set (JWKS) could not be fetched: no connection,
-    /// no answer in time, an answer too large, a 5xx.
-    #[error("the discovery document or the provider's keys could not be fetched")]
-    Request(#[source] Box<dyn StdError + Send + Sync>),
+    /// The discovery document or the key set (JWKS) could not be fetched: the connection
+    /// was refused, the name did not resolve, TLS failed, no answer in time, an answer too
+    /// large, a 5xx. The source says which.
+    #[error("could not fetch {url}")]
+    Request {
+        /// What was fetched: the discovery document or the key set.
+        url: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
     /// The provider answered with an unexpected status or content type.
-    #[error("the provider answered {status}: {reason}")]
+    #[error("{url} answered {status}: {reason}")]
     Status {
+        /// What was fetched.
+        url: String,
         /// The HTTP status.
         status: http::StatusCode,
         /// What was unexpected (the status, or the content type).
         reason: String,
     },
     /// The document or the key set is not valid JSON of the expected shape.
-    #[error("the discovery document or the provider's keys are not valid")]
-    InvalidDocument(#[source] Box<dyn StdError + Send + Sync>),
-    /// The document does not pass a check: its `issuer` is not the configured one, or
-    /// another validation of `openidconnect` failed.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{url} is not a valid discovery document or key set")]
+    InvalidDocument {
+        /// What was fetched.
+        url: String,
+        /// What the parser said.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The document names another issuer than the one configured: the issuer must be
+    /// exactly the provider's own identifier (a trailing `/`, `http` for `https`, or
+    /// `localhost` for `127.0.0.1` make another one).
+    #[error("the provider says its issuer is {discovered}, you configured {configured}")]
+    IssuerMismatch {
+        /// The issuer given to `discover`.
+        configured: String,
+        /// The `issuer` of the provider's document.
+        discovered: String,
+    },
     /// The provider does not support the authorization code flow (`response_type=code`).
     #[error("the provider does not support response_type=code")]
     CodeFlowUnsupported,
@@ -504,6 +528,14 @@ impl FlowError {
                 format!(
                     "The identity provider refused to complete the sign-in ({code}). Start again."
                 ),
+            ),
+            // Not a passing failure: waiting will not help, and the person should know.
+            FlowError::ProviderFailed(ProviderError::ClientRefused) => (
+                "This application is not set up correctly at the provider",
+                "The identity provider refused this application's own credentials, so \
+                 nobody can sign in until the site's administrators fix its registration. \
+                 Trying again will not help."
+                    .to_string(),
             ),
             FlowError::ProviderFailed(what) => (
                 "The identity provider is not answering properly",

@@ -228,18 +228,24 @@ async fn discovery_issuer_mismatch_is_refused_at_build_time() {
         .discover(app.provider.issuer())
         .await
         .expect_err("issuer mismatch");
-    // The typed cause, and its text as the source (the top level says discovery failed).
-    assert!(
-        matches!(
-            err,
-            tower_oauth2_login::ConfigError::Discovery(
-                tower_oauth2_login::DiscoveryError::Invalid(_)
-            )
-        ),
-        "{err:?}"
-    );
+    // The typed cause, with both issuers, and its text as the source (the top level says
+    // discovery failed).
+    let tower_oauth2_login::ConfigError::Discovery(
+        tower_oauth2_login::DiscoveryError::IssuerMismatch {
+            configured,
+            discovered,
+        },
+    ) = &err
+    else {
+        panic!("expected an issuer mismatch, got {err:?}");
+    };
+    assert_eq!(configured, &app.provider.issuer());
+    assert_eq!(discovered, "https://impostor.example");
     let cause = std::error::Error::source(&err).expect("a source");
-    assert!(cause.to_string().contains("issuer"), "{err}: {cause}");
+    assert_eq!(
+        cause.to_string(),
+        format!("the provider says its issuer is {discovered}, you configured {configured}")
+    );
 }
 
 #[tokio::test]

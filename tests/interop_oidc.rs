@@ -126,18 +126,27 @@ async fn discovery_of_another_issuer_fails_at_build_time() {
         .discover(provider.issuer().replace("127.0.0.1", "localhost"))
         .await
         .expect_err("issuer mismatch");
-    // The typed cause, and its text as the source (the top level says discovery failed).
-    assert!(
-        matches!(
-            err,
-            tower_oauth2_login::ConfigError::Discovery(
-                tower_oauth2_login::DiscoveryError::Invalid(_)
-            )
-        ),
-        "{err:?}"
+    // The typed cause, with both issuers, and its text as the source (the top level says
+    // discovery failed).
+    let tower_oauth2_login::ConfigError::Discovery(
+        tower_oauth2_login::DiscoveryError::IssuerMismatch {
+            configured,
+            discovered,
+        },
+    ) = &err
+    else {
+        panic!("expected an issuer mismatch, got {err:?}");
+    };
+    assert_eq!(
+        configured,
+        &provider.issuer().replace("127.0.0.1", "localhost")
     );
+    assert_eq!(discovered, &provider.issuer());
     let cause = std::error::Error::source(&err).expect("a source");
-    assert!(cause.to_string().contains("issuer"), "{err}: {cause}");
+    assert_eq!(
+        cause.to_string(),
+        format!("the provider says its issuer is {discovered}, you configured {configured}")
+    );
 }
 
 #[tokio::test]

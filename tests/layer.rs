@@ -821,3 +821,80 @@ async fn get_on_the_logout_path_shows_a_sign_out_button_unless_the_app_has_its_o
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"the app's page");
 }
+
+/// A discovery that fails says which URL and why: a refused connection, a status, a
+/// document that is not JSON.
+#[tokio::test]
+async fn discovery_failures_name_the_url_and_the_cause() {
+    use tower_oauth2_login::DiscoveryError;
+
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let err = LoginLayer::builder().discover(&issuer).await.unwrap_err();
+    let ConfigError::Discovery(DiscoveryError::Request { url, source }) = &err else {
+        panic!("expected a failed request, got {err:?}");
+    };
+    assert_eq!(url, &format!("{issuer}/.well-known/openid-configuration"));
+    assert!(
+        source.to_string().to_lowercase().contains("refused"),
+        "{source}"
+    );
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        format!("could not fetch {url}")
+    );
+
+    // A server that is not a provider: a 404 page, then an HTML 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/html/.well-known/openid-configuration",
+            get(|| async { Html("<p>not here</p>") }),
+        )
+        .route(
+            "/json/.well-known/openid-configuration",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    "{\"issuer\": 1}",
+                )
+            }),
+        );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+
+    let err = LoginLayer::builder().discover(&base).await.unwrap_err();
+    let ConfigError::Discovery(DiscoveryError::Status { url, status, .. }) = &err else {
+        panic!("expected a status, got {err:?}");
+    };
+    assert_eq!(url, &format!("{base}/.well-known/openid-configuration"));
+    assert_eq!(*status, StatusCode::NOT_FOUND);
+
+    let err = LoginLayer::builder()
+        .discover(format!("{base}/html"))
+        .await
+        .unwrap_err();
+    let ConfigError::Discovery(DiscoveryError::Status { reason, .. }) = &err else {
+        panic!("expected a content type refusal, got {err:?}");
+    };
+    assert!(reason.contains("text/html"), "{reason}");
+
+    let err = LoginLayer::builder()
+        .discover(format!("{base}/json"))
+        .await
+        .unwrap_err();
+    let ConfigError::Discovery(DiscoveryError::InvalidDocument { url, .. }) = &err else {
+        panic!("expected an invalid document, got {err:?}");
+    };
+    assert_eq!(
+        url,
+        &format!("{base}/json/.well-known/openid-configuration")
+    );
+    server.abort();
+}

@@ -736,11 +736,14 @@ async fn a_client_the_provider_refuses_is_a_500_page() {
     let browser = Browser::new();
     let res = app.login(&browser, "/protected").await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{res:#?}");
+    // Its own page: a configuration to fix, not a passing failure to wait out.
     assert!(
-        res.body.contains("refused this application"),
+        res.body.contains("not set up correctly at the provider")
+            && res.body.contains("refused this application"),
         "{}",
         res.body
     );
+    assert!(!res.body.contains("Try again in a moment"), "{}", res.body);
     assert!(!res.body.contains("not-the-registered-secret"));
     assert!(!res.body.contains(CLIENT_SECRET));
     assert!(browser.cookie(&app.base, "oauth2_session").is_none());

@@ -442,7 +442,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Canned {
 
     fn call(&'c self, _request: oauth2::HttpRequest) -> Self::Future {
         let next = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        std::future::ready(next.ok_or(BackchannelError::Connect))
+        std::future::ready(next.ok_or(BackchannelError::Connect(String::new())))
     }
 }
 

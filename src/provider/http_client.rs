@@ -12,8 +12,10 @@ use crate::error::{ConfigError, ProviderError};
 pub(crate) enum BackchannelError {
     #[error("the provider did not answer in time")]
     Timeout,
-    #[error("the provider could not be reached")]
-    Connect,
+    /// No connection: refused, a name that does not resolve, a TLS failure; with the
+    /// causes the HTTP client gave (they name no token or secret).
+    #[error("the provider could not be reached: {0}")]
+    Connect(String),
     #[error("the provider's answer is too large")]
     TooLarge,
     #[error("the provider failed with status {0}")]
@@ -27,11 +29,39 @@ impl BackchannelError {
         if e.is_timeout() {
             BackchannelError::Timeout
         } else if e.is_connect() {
-            BackchannelError::Connect
+            BackchannelError::Connect(causes(e))
         } else {
             BackchannelError::Other
         }
     }
+}
+
+/// The causes under an HTTP client error, outermost first: "tcp connect error: Connection
+/// refused", "dns error: failed to lookup address information", "invalid peer
+/// certificate: UnknownIssuer". reqwest's own message is left out (it repeats the URL), and
+/// so is a message that its source only repeats.
+fn causes(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        let message = err.to_string();
+        if !text.ends_with(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+        next = err.source();
+    }
+    // Bounded: the text goes into logs and start-up errors.
+    if text.len() > 300 {
+        let mut end = 300;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// The client, shared by all requests of one layer.
@@ -144,7 +174,7 @@ impl From<BackchannelError> for ProviderError {
             BackchannelError::Timeout => ProviderError::Timeout,
             BackchannelError::TooLarge => ProviderError::TooLarge,
             BackchannelError::ServerError(status) => ProviderError::ServerError(status),
-            BackchannelError::Connect | BackchannelError::Other => ProviderError::Unreachable,
+            BackchannelError::Connect(_) | BackchannelError::Other => ProviderError::Unreachable,
         }
     }
 }
@@ -160,7 +190,10 @@ mod tests {
         for (from, to) in [
             (BackchannelError::Timeout, ProviderError::Timeout),
             (BackchannelError::TooLarge, ProviderError::TooLarge),
-            (BackchannelError::Connect, ProviderError::Unreachable),
+            (
+                BackchannelError::Connect("refused".into()),
+                ProviderError::Unreachable,
+            ),
             (BackchannelError::Other, ProviderError::Unreachable),
             (
                 BackchannelError::ServerError(StatusCode::INTERNAL_SERVER_ERROR),

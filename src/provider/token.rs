@@ -44,16 +44,33 @@ pub(crate) fn token_error(
     match e {
         RequestTokenError::ServerResponse(err) => {
             let code = err.error().as_ref().to_string();
-            tracing::warn!(error = %code, "the token endpoint refused the code");
             match err.error() {
                 BasicErrorResponseType::InvalidGrant
                 | BasicErrorResponseType::InvalidRequest
                 | BasicErrorResponseType::InvalidScope => {
+                    tracing::warn!(error = %code, "the token endpoint refused the code");
                     FlowError::CodeRejected(sanitize_error_code(&code))
                 }
-                BasicErrorResponseType::InvalidClient
-                | BasicErrorResponseType::UnauthorizedClient
+                // A configuration mistake, not a passing failure: logged at `error`, with
+                // the settings to check, since nobody can sign in until it is fixed.
+                BasicErrorResponseType::InvalidClient => {
+                    tracing::error!(
+                        error = %code,
+                        "the token endpoint refused this client's credentials: check the \
+                         client id (with_client_id), the client secret (with_client_secret) \
+                         and the client authentication method (with_client_auth) against \
+                         the client's registration at the provider"
+                    );
+                    FlowError::ProviderFailed(ProviderError::ClientRefused)
+                }
+                BasicErrorResponseType::UnauthorizedClient
                 | BasicErrorResponseType::UnsupportedGrantType => {
+                    tracing::error!(
+                        error = %code,
+                        "the token endpoint does not allow this client the authorization \
+                         code grant: check the grant types of the client's registration at \
+                         the provider (authorization_code, and refresh_token for refresh)"
+                    );
                     FlowError::ProviderFailed(ProviderError::ClientRefused)
                 }
                 // A code outside RFC 6749 5.2 (`server_error`, `temporarily_unavailable`,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{DiscoveryError, FlowError, IdTokenError, ProviderError};
-use crate::provider::http_client::Backchannel;
+use crate::provider::http_client::{Backchannel, BackchannelError};
 mod jwk;
 
 use jwk::Jwks;
@@ -680,23 +680,100 @@ impl Oidc {
 
 /// Fetches the discovery document of `issuer` (its `issuer` must be the same string) and
 /// the JWKS it names.
+///
+/// The document is fetched and read here rather than by `openidconnect`'s
+/// `discover_async`, which does both fetches in one call: so that a failure names the URL
+/// that failed and, for another issuer, both issuers, which is what a person needs to fix
+/// the configuration. The key set is still fetched and read by `openidconnect`.
 pub(crate) async fn discover<'c, C>(http: &'c C, issuer: &str) -> Result<Metadata, DiscoveryError>
 where
-    C: openidconnect::AsyncHttpClient<'c, Error = crate::provider::http_client::BackchannelError>,
+    C: openidconnect::AsyncHttpClient<'c, Error = BackchannelError>,
 {
-    let issuer = IssuerUrl::new(issuer.to_string()).map_err(DiscoveryError::InvalidIssuer)?;
-    Metadata::discover_async(issuer, http)
+    let issuer_url = IssuerUrl::new(issuer.to_string()).map_err(DiscoveryError::InvalidIssuer)?;
+    let url = issuer_url
+        .join(".well-known/openid-configuration")
+        .map_err(DiscoveryError::InvalidIssuer)?;
+    let response = fetch(http, &url).await?;
+    let metadata: Metadata =
+        serde_json::from_slice(response.body()).map_err(|e| DiscoveryError::InvalidDocument {
+            url: url.to_string(),
+            source: Box::new(e),
+        })?;
+    if metadata.issuer() != &issuer_url {
+        return Err(DiscoveryError::IssuerMismatch {
+            configured: issuer.to_string(),
+            discovered: metadata.issuer().to_string(),
+        });
+    }
+    let jwks_url = metadata.jwks_uri().to_string();
+    let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), http)
         .await
         .map_err(|e| match e {
-            openidconnect::DiscoveryError::Validation(msg) => DiscoveryError::Invalid(msg),
-            openidconnect::DiscoveryError::Request(e) => DiscoveryError::Request(Box::new(e)),
+            openidconnect::DiscoveryError::Request(source) => DiscoveryError::Request {
+                url: jwks_url.clone(),
+                source: Box::new(source),
+            },
             // The body is not kept: it is the provider's, of any size.
-            openidconnect::DiscoveryError::Response(status, _, reason) => {
-                DiscoveryError::Status { status, reason }
-            }
-            openidconnect::DiscoveryError::Parse(e) => DiscoveryError::InvalidDocument(Box::new(e)),
-            other => DiscoveryError::Invalid(other.to_string()),
-        })
+            openidconnect::DiscoveryError::Response(status, _, reason) => DiscoveryError::Status {
+                url: jwks_url.clone(),
+                status,
+                reason,
+            },
+            openidconnect::DiscoveryError::Parse(e) => DiscoveryError::InvalidDocument {
+                url: jwks_url.clone(),
+                source: Box::new(e),
+            },
+            other => DiscoveryError::InvalidDocument {
+                url: jwks_url.clone(),
+                source: other.to_string().into(),
+            },
+        })?;
+    Ok(metadata.set_jwks(jwks))
+}
+
+/// One GET of the discovery document: a `200` with a JSON body, or the error that names
+/// `url`.
+async fn fetch<'c, C>(http: &'c C, url: &url::Url) -> Result<oauth2::HttpResponse, DiscoveryError>
+where
+    C: openidconnect::AsyncHttpClient<'c, Error = BackchannelError>,
+{
+    let request = http::Request::get(url.as_str())
+        .header(http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| DiscoveryError::InvalidDocument {
+            url: url.to_string(),
+            source: Box::new(e),
+        })?;
+    let response = http
+        .call(request)
+        .await
+        .map_err(|source| DiscoveryError::Request {
+            url: url.to_string(),
+            source: Box::new(source),
+        })?;
+    if response.status() != http::StatusCode::OK {
+        return Err(DiscoveryError::Status {
+            url: url.to_string(),
+            status: response.status(),
+            reason: "expected 200 OK".to_string(),
+        });
+    }
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    // RFC 9110 8.3.1: the media type is case-insensitive and may have parameters.
+    if let Some(content_type) = content_type {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(DiscoveryError::Status {
+                url: url.to_string(),
+                status: response.status(),
+                reason: format!("expected application/json, got {essence}"),
+            });
+        }
+    }
+    Ok(response)
 }
 
 /// Which check a refused ID token failed.
