@@ -24,6 +24,9 @@
 //! use tower_oauth2_login::{AuthUser, LoginLayer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The layer reports what goes wrong through `tracing`: without a subscriber, nothing
+//! // is printed.
+//! tracing_subscriber::fmt::init();
 //! let login = LoginLayer::builder()
 //!     .with_client_id("my-client")
 //!     .with_client_secret(std::env::var("CLIENT_SECRET")?)
