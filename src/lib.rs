@@ -107,6 +107,7 @@ pub use context::{Access, UnauthenticatedApi};
 pub use error::{ConfigError, DiscoveryError, StoreError};
 pub use extract::{AccessToken, AccessTokenRejection, AuthUser, TokenExpired, Unauthenticated};
 pub use provider::ClientAuth;
+pub use service::registration::Registration;
 pub use service::require_login::{RequireLogin, RequireLoginLayer};
 pub use service::{LoginLayer, LoginService, ResponseFuture};
 pub use session::OnceKey;

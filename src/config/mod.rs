@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::error::ConfigError;
 use crate::http::cookie::CookieConfig;
+use crate::service::registration::Registration;
 use crate::service::LoginLayer;
 
 mod access;
@@ -144,6 +145,13 @@ impl LoginLayerBuilder {
             refresh_flights: Default::default(),
             refresh_lock_ttl,
         };
+        // Once, at start-up: a URL the provider does not know is the most common reason a
+        // first sign-in or sign-out ends on the provider's error page.
+        tracing::info!(
+            client_id = %context.provider.oauth.client_id().as_str(),
+            "register these URLs for this client at the provider:\n{}",
+            Registration::of(&context)
+        );
         Ok(LoginLayer::from_inner(Arc::new(context)))
     }
 }

@@ -27,6 +27,7 @@ use crate::flow::{backchannel_logout, callback, login, logout};
 use crate::http::classify::wants_json;
 
 pub(crate) mod lookup;
+pub(crate) mod registration;
 pub(crate) mod require_login;
 pub(crate) mod route;
 
@@ -107,6 +108,13 @@ impl LoginLayer {
             .userinfo_url
             .as_ref()
             .map(|u| u.as_str())
+    }
+
+    /// The URLs to register for this client at the provider, exactly as the layer sends
+    /// them: the redirect URI, and where OpenID Connect uses them the post-logout redirect
+    /// URI and the back-channel logout URI. Logged once when the layer is built.
+    pub fn registration(&self) -> registration::Registration {
+        registration::Registration::of(&self.inner)
     }
 
     /// The callback path, from the redirect URL.
