@@ -238,6 +238,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_urls_to_register_follow_the_configuration() {
+        let oidc = discovered(base(), false).build().expect("builds");
+        let urls = oidc.registration();
+        assert_eq!(urls.redirect_uri(), "https://app.example/auth/callback");
+        assert_eq!(
+            urls.post_logout_redirect_uri(),
+            Some("https://app.example/auth/logout-callback")
+        );
+        assert_eq!(
+            urls.backchannel_logout_uri(),
+            Some("https://app.example/auth/backchannel-logout")
+        );
+
+        // Plain OAuth 2.0: no logout at the provider, no logout tokens.
+        let oauth = base()
+            .with_authorization_endpoint("https://gh.example/authorize")
+            .with_token_endpoint("https://gh.example/token")
+            .with_userinfo_endpoint("https://gh.example/user")
+            .with_logout_callback_path("/bye")
+            .build()
+            .expect("builds");
+        let urls = oauth.registration();
+        assert_eq!(urls.redirect_uri(), "https://app.example/auth/callback");
+        assert_eq!(urls.post_logout_redirect_uri(), None);
+        assert_eq!(urls.backchannel_logout_uri(), None);
+        assert_eq!(
+            urls.to_string(),
+            "redirect URI: https://app.example/auth/callback"
+        );
+    }
+
+    #[tokio::test]
     async fn every_missing_required_setting_is_named_at_once() {
         let err = LoginLayer::builder()
             .with_jwks_uri("https://idp.example/jwks")
