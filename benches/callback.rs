@@ -16,8 +16,8 @@ use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::ServiceExt;
 use tower_oauth2_login::bench;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::LoginLayer;
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 fn main() {
     divan::main();

@@ -13,8 +13,8 @@ use futures_util::FutureExt;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceExt};
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer};
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 fn main() {
     divan::main();

@@ -35,10 +35,10 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
-use tower_oauth2_login::dev::{DevClient, DevProvider, UserShape};
 use tower_oauth2_login::{
     AccessToken, AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder, RedisStore,
 };
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider, UserShape};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -32,7 +32,6 @@ rank_of() {
         http|provider) echo 40 ;;
         session) echo 30 ;;
         error) echo 20 ;;
-        dev) echo 10 ;;
         *) echo "" ;;
     esac
 }
@@ -119,7 +118,7 @@ while IFS= read -r file; do
         { sub(/\/\/.*/, "") }
         /(crate|super)::/ { print FNR ":" $0 }
     ' "$file")
-done < <(find "$src" -name '*.rs' -not -path "*/dev/*" | sort)
+done < <(find "$src" -name '*.rs' | sort)
 
 if [ "$status" -eq 0 ]; then
     echo "check-layers: every edge of src/ points down"

@@ -7,7 +7,8 @@
 # then runs
 #   cargo fmt --check and cargo clippy (-D warnings) over the whole workspace (the library and
 #   the load harnesses in perf/, which have no tests: clippy keeps them compiling),
-#   cargo doc (-D warnings) and cargo test of the library.
+#   cargo doc (-D warnings) and cargo test of the library and of the development provider in
+#   dev-provider/ (the workspace's default members).
 # Arguments are passed on to `cargo test`, e.g. `scripts/test.sh -- --nocapture`.
 set -euo pipefail
 

@@ -90,12 +90,9 @@ mod provider; //       one provider: client, HTTP, tokens, userinfo, OpenID Conn
 mod service; //        LoginLayer, LoginService: which step answers a request
 pub mod session; //    sessions and the stores that keep them
 
-#[cfg(feature = "dev-provider")]
+// The benches' hooks into the callback (benches/callback.rs); not a public API.
 #[doc(hidden)]
 pub mod bench;
-
-#[cfg(feature = "dev-provider")]
-pub mod dev;
 
 // Entry points for the fuzz targets and the property tests; not a public API.
 #[cfg(any(test, feature = "fuzzing"))]

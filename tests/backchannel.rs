@@ -15,7 +15,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use support::app::{self, Browser, Options, CLIENT_ID};
 use tokio::sync::Notify;
-use tower_oauth2_login::dev::LogoutTokenMisbehavior;
+use tower_oauth2_login_dev_provider::LogoutTokenMisbehavior;
 
 // ---- A JWKS endpoint that counts its requests --------------------------------------------
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use support::app::{self, param, Browser, Client, Options, CLIENT_ID};
-use tower_oauth2_login::dev::{
+use tower_oauth2_login::LoginLayer;
+use tower_oauth2_login_dev_provider::{
     AuthorizeBehavior, IdTokenBehavior, LogoutTokenMisbehavior, RefreshIdTokenBehavior,
     TokenBehavior, UserinfoBehavior,
 };
-use tower_oauth2_login::LoginLayer;
 
 async fn oidc_app() -> app::TestApp {
     oidc_app_with(Client::Basic, |b| b).await

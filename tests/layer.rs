@@ -16,11 +16,11 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::app::{self, Browser, Options};
 use tower::ServiceExt;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{
     Access, AuthUser, ClientAuth, ConfigError, LoginLayer, MemoryStore, Session, SessionKey,
     SessionStore, StoreError,
 };
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 #[tokio::test]
 async fn works_on_a_plain_hyper_service() {

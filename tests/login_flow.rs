@@ -5,7 +5,9 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use support::app::{self, param, Browser, Client, Options, CLIENT_ID, CLIENT_SECRET};
-use tower_oauth2_login::dev::{AuthorizeBehavior, TokenBehavior, UserShape, UserinfoBehavior};
+use tower_oauth2_login_dev_provider::{
+    AuthorizeBehavior, TokenBehavior, UserShape, UserinfoBehavior,
+};
 
 fn token_param(app: &app::TestApp, name: &str) -> Option<String> {
     app.provider

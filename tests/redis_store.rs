@@ -874,7 +874,7 @@ async fn the_idle_timeout_is_enforced_by_redis() {
 /// Two app instances on one Redis and one provider whose access tokens live `lifetime`;
 /// instance A answers the callback.
 struct Pair {
-    provider: tower_oauth2_login::dev::DevProvider,
+    provider: tower_oauth2_login_dev_provider::DevProvider,
     a: String,
     b: String,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -899,11 +899,11 @@ async fn pair_with(
     server: &RedisServer,
     lifetime: Duration,
     provider: impl FnOnce(
-        tower_oauth2_login::dev::DevProviderBuilder,
-    ) -> tower_oauth2_login::dev::DevProviderBuilder,
+        tower_oauth2_login_dev_provider::DevProviderBuilder,
+    ) -> tower_oauth2_login_dev_provider::DevProviderBuilder,
     http_timeout: Duration,
 ) -> Pair {
-    use tower_oauth2_login::dev::{DevClient, DevProvider};
+    use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
     let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = format!("http://{}", la.local_addr().unwrap());
@@ -1005,7 +1005,7 @@ async fn a_refresh_abandoned_on_one_instance_is_finished_for_the_other() {
     let browser = sign_in_on_a(&pair).await;
     tokio::time::sleep(Duration::from_millis(6100)).await;
     pair.provider
-        .set_token_behavior(tower_oauth2_login::dev::TokenBehavior::SlowAnswer(
+        .set_token_behavior(tower_oauth2_login_dev_provider::TokenBehavior::SlowAnswer(
             Duration::from_secs(3),
         ));
     // Instance A starts the refresh (the provider rotates at once, answers 3 s later);
@@ -1131,7 +1131,7 @@ async fn post_logout_token(base: &str, token: &str) -> StatusCode {
 /// Two instances of one app (one provider, A answers the callback), OpenID Connect by
 /// discovery, sessions in one Redis.
 async fn oidc_pair(server: &RedisServer) -> Pair {
-    use tower_oauth2_login::dev::{DevClient, DevProvider};
+    use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
     let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = format!("http://{}", la.local_addr().unwrap());
@@ -1175,7 +1175,7 @@ async fn oidc_pair(server: &RedisServer) -> Pair {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_token_used_on_one_instance_is_refused_on_another() {
-    use tower_oauth2_login::dev::LogoutTokenMisbehavior;
+    use tower_oauth2_login_dev_provider::LogoutTokenMisbehavior;
     let server = RedisServer::start();
     let pair = oidc_pair(&server).await;
     let me = |browser: &Browser, base: &str| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::app::{self, token_hash, Browser, Options};
-use tower_oauth2_login::dev::TokenBehavior;
+use tower_oauth2_login_dev_provider::TokenBehavior;
 
 /// An app whose provider issues access tokens that live `lifetime`.
 async fn short_lived(lifetime: Duration) -> app::TestApp {

@@ -565,7 +565,7 @@ pub fn discovery(document: &[u8], jwks: &[u8]) {
 
 /// The dev provider's key `index` (0, 1, 2): its public JWK.
 fn dev_jwk(index: usize) -> Value {
-    let ring = crate::dev::keys::key_ring().expect("the embedded keys");
+    let ring = tower_oauth2_login_dev_provider::keys::key_ring().expect("the embedded keys");
     ring.rotation_key(index)
         .expect("a rotation key")
         .jwk()
@@ -574,7 +574,7 @@ fn dev_jwk(index: usize) -> Value {
 
 /// Signs `claims` with RS256 and the dev provider's first key (with its `kid` when asked).
 pub fn sign_id_token(claims: &Map<String, Value>, with_kid: bool) -> String {
-    use crate::dev::keys::{key_ring, sign_jwt, Signing};
+    use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
     let ring = key_ring().expect("the embedded keys");
     let signing = if with_kid {
         Signing::Rs256
@@ -762,7 +762,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let jwks = json!({ "keys": [dev_jwk(0), dev_jwk(1)] }).to_string();
     let logout = {
-        use crate::dev::keys::{key_ring, sign_jwt, Signing};
+        use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
         let ring = key_ring().expect("keys");
         let Value::Object(claims) = json!({
             // Signed, but with a nonce, which a logout token must not carry.

@@ -989,7 +989,7 @@ proptest! {
     fn logout_tokens_are_accepted_exactly_when_every_claim_is_right(
         (claims, typ) in logout_claims_case(),
     ) {
-        use crate::dev::keys::{key_ring, sign_jwt, Signing};
+        use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
         let mut map = Map::new();
         for (name, c) in &claims {
             if let Some(v) = &c.value {

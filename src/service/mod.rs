@@ -77,7 +77,6 @@ impl LoginLayer {
     }
 
     /// The configuration, for the fuzzing entry points and the benches.
-    #[cfg(any(test, feature = "fuzzing", feature = "dev-provider"))]
     pub(crate) fn shared(&self) -> &Arc<Context> {
         &self.inner
     }

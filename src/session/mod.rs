@@ -484,7 +484,6 @@ pub(crate) fn opened(session: Arc<Session>, seal: &SealKey) -> Option<Arc<Sessio
 
 /// A session from its fields with the tokens in the clear, as a login makes it: for the
 /// benches and tests (`crate::bench`), which have no login to make one.
-#[cfg(feature = "dev-provider")]
 pub(crate) fn from_plain_json(
     fields: serde_json::Value,
     seal: SealKey,

@@ -22,8 +22,8 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use reqwest::StatusCode;
-use tower_oauth2_login::dev::DevProvider;
 use tower_oauth2_login::{AuthUser, ClientAuth, LoginLayer, LoginLayerBuilder};
+use tower_oauth2_login_dev_provider::DevProvider;
 
 use crate::support::app::{start_with, Client, Options, TestApp};
 use crate::support::oidc_provider::{

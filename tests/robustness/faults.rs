@@ -12,7 +12,7 @@ use tower_oauth2_login::{
     MemoryStore, Session, SessionKey, SessionMatch, SessionStore, StoreError,
 };
 
-use tower_oauth2_login::dev::TokenBehavior;
+use tower_oauth2_login_dev_provider::TokenBehavior;
 
 use super::fault_proxy::{Fault, FaultProxy};
 use super::support::app::{self, Browser, Options, TestApp};

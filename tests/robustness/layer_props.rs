@@ -10,8 +10,8 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use proptest::prelude::*;
 use tower::ServiceExt;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer};
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 type Service =
     tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;

@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use reqwest::cookie::CookieStore;
 use reqwest::header::{HeaderMap, ACCEPT, LOCATION};
 use reqwest::{Method, StatusCode};
-use tower_oauth2_login::dev::{DevClient, DevProvider, DevProviderBuilder};
 use tower_oauth2_login::{AccessToken, AuthUser, LoginLayer, LoginLayerBuilder};
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider, DevProviderBuilder};
 
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret-that-must-never-leak";
@@ -144,7 +144,7 @@ pub async fn start_with(options: Options) -> TestApp {
     let dev_client = match options.client {
         Client::Basic => DevClient::confidential(CLIENT_ID, CLIENT_SECRET, &redirect_url),
         Client::Post => DevClient::confidential(CLIENT_ID, CLIENT_SECRET, &redirect_url)
-            .with_auth(tower_oauth2_login::dev::DevClientAuth::ClientSecretPost),
+            .with_auth(tower_oauth2_login_dev_provider::DevClientAuth::ClientSecretPost),
         Client::Public => DevClient::public(CLIENT_ID, &redirect_url),
     }
     .with_post_logout_redirect_uri(format!("{base}/auth/logout-callback"))

@@ -61,8 +61,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{LoginLayer, RedisStore};
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

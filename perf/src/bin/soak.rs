@@ -39,8 +39,8 @@ use axum::{Json, Router};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use tokio::io::AsyncBufReadExt;
-use tower_oauth2_login::dev::{DevClient, DevProvider};
 use tower_oauth2_login::{AuthUser, LoginLayer, RedisStore};
+use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 
 // The tests' private `redis-server` (free loopback port, no persistence, stopped on drop).
 #[path = "../../../tests/support/redis.rs"]

@@ -992,10 +992,9 @@ mod tests {
 
     /// `accepted_until` is the verification's own bound: the token passes at that second
     /// and not one second later, by `iat` (no `exp`) and by `exp`.
-    #[cfg(feature = "dev-provider")]
     #[tokio::test]
     async fn accepted_until_is_the_last_second_the_checks_pass() {
-        use crate::dev::keys::{key_ring, sign_jwt, Signing};
+        use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
         const ISSUER: &str = "https://idp.example";
         let ring = key_ring().unwrap();
         let jwks: CoreJsonWebKeySet = serde_json::from_value(serde_json::json!({

@@ -198,9 +198,21 @@ pub(super) fn not_json_response() -> Response {
         .into_response()
 }
 
-/// The layer's own escaping: one implementation for every page the crate writes.
-pub(super) fn html_escape(s: &str) -> String {
-    crate::http::page::escape(s)
+/// Escapes text for HTML element content and quoted attribute values: the five characters
+/// that can end either, as the login layer's own pages escape them.
+pub(super) fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 const STYLE: &str = "\

@@ -156,7 +156,7 @@ pub(super) fn rotation_kid(index: usize) -> &'static str {
 }
 
 /// One RSA key pair with its `kid` and its public JWK.
-pub(crate) struct SigningKey {
+pub struct SigningKey {
     kid: &'static str,
     private: CoreRsaPrivateSigningKey,
     public: CoreJsonWebKey,
@@ -183,7 +183,7 @@ impl SigningKey {
     }
 
     /// The public key as a JWK: `kty`, `use`, `alg`, `kid`, `n`, `e`.
-    pub(crate) fn jwk(&self) -> &Value {
+    pub fn jwk(&self) -> &Value {
         &self.jwk
     }
 
@@ -205,7 +205,7 @@ impl SigningKey {
 }
 
 /// All embedded keys, parsed once per process.
-pub(crate) struct KeyRing {
+pub struct KeyRing {
     rotation: Vec<SigningKey>,
     unpublished: SigningKey,
 }
@@ -214,7 +214,7 @@ static KEY_RING: OnceLock<Result<KeyRing, String>> = OnceLock::new();
 
 /// The embedded keys. Parsing happens once per process; an error (which would be a bug in
 /// the embedded constants) is reported to every caller.
-pub(crate) fn key_ring() -> Result<&'static KeyRing, String> {
+pub fn key_ring() -> Result<&'static KeyRing, String> {
     KEY_RING
         .get_or_init(|| {
             let pems = [ROTATION_KEY_1_PEM, ROTATION_KEY_2_PEM, ROTATION_KEY_3_PEM];
@@ -235,7 +235,7 @@ pub(crate) fn key_ring() -> Result<&'static KeyRing, String> {
 
 impl KeyRing {
     /// Rotation key `index` (taken modulo [`ROTATION_KEY_COUNT`]).
-    pub(crate) fn rotation_key(&self, index: usize) -> Result<&SigningKey, String> {
+    pub fn rotation_key(&self, index: usize) -> Result<&SigningKey, String> {
         self.rotation
             .get(index % ROTATION_KEY_COUNT)
             .ok_or_else(|| "no such rotation key".to_owned())
@@ -249,7 +249,7 @@ impl KeyRing {
 
 /// How a token is signed, and so which `alg` (and `kid`) its header carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Signing {
+pub enum Signing {
     /// RS256 with the active key, header `kid` included.
     Rs256,
     /// RS256 with the active key, no `kid` in the header.
@@ -268,7 +268,7 @@ pub(crate) enum Signing {
 
 /// Builds, signs and serializes a JWS in compact form: `typ` (when given) and the header
 /// members implied by `signing`, then `claims`.
-pub(crate) fn sign_jwt(
+pub fn sign_jwt(
     typ: Option<&str>,
     claims: &Map<String, Value>,
     signing: Signing,

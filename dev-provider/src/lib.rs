@@ -1,12 +1,22 @@
-//! An embedded **development** OAuth 2.0 authorization server and OpenID Connect provider.
+//! An embedded **development** OAuth 2.0 authorization server and OpenID Connect provider,
+//! for `tower-oauth2-login`'s demo, tests, benches and load harnesses.
+//!
+//! # Development and tests only
+//!
+//! **This provider signs in anyone.** Whoever reaches it can sign in as any user name they
+//! type, with no password. All state is in memory, it speaks plain HTTP, its signing keys are
+//! published in its source code, and it records client secrets and request parameters for the
+//! tests to inspect. Never deploy it, never expose it beyond loopback, and never make it a
+//! dependency of a production build. It is not published (`publish = false`).
 //!
 //! [`DevProvider`] is a small but real authorization server that listens on loopback HTTP
 //! (`axum` on a tokio `TcpListener`); it refuses any other address unless
 //! [`DevProviderBuilder::allow_non_loopback_listen_address_insecure`] says otherwise, since it
-//! signs in anyone who types a user name, and it logs a warning whenever it starts. It implements the parts of the OAuth 2.0 Authorization
-//! Code Grant and of OpenID Connect that this crate uses, and validates requests as strictly as
-//! RFC 6749 (OAuth 2.0), RFC 7636 (PKCE, `S256` only) and RFC 9207 (the `iss` authorization
-//! response parameter) ask an authorization server to:
+//! signs in anyone who types a user name, and it logs a warning whenever it starts. It
+//! implements the parts of the OAuth 2.0 Authorization Code Grant and of OpenID Connect that
+//! `tower-oauth2-login` uses, and validates requests as strictly as RFC 6749 (OAuth 2.0),
+//! RFC 7636 (PKCE, `S256` only) and RFC 9207 (the `iss` authorization response parameter) ask
+//! an authorization server to:
 //!
 //! * `GET /authorize` validates the client and its exactly-registered redirect URI (an error
 //!   there is shown as a page and never redirected), requires `response_type=code` and a PKCE
@@ -41,15 +51,10 @@
 //! conformance tests do, and the recording accessors (such as
 //! [`DevProvider::last_token_params`]) to inspect what the client sent.
 //!
-//! **It is for development and tests only.** Anyone who can reach it can sign in as any user,
-//! all state is in memory, it speaks plain HTTP, its signing keys are published in its source
-//! code, and it records client secrets and request parameters for the tests to inspect. Never
-//! expose it or enable the `dev-provider` feature in production builds.
-//!
 //! # Example
 //!
 //! ```no_run
-//! use tower_oauth2_login::dev::{DevClient, DevProvider};
+//! use tower_oauth2_login_dev_provider::{DevClient, DevProvider};
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let provider = DevProvider::builder()
@@ -79,9 +84,15 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod authorize;
 mod handle;
-pub(crate) mod keys;
+// The embedded keys and a JWS signer, for the library's own tests and fuzz targets: test
+// support, not an API.
+#[doc(hidden)]
+pub mod keys;
 mod logout;
 mod misbehave;
 mod oidc;
