@@ -6,8 +6,8 @@
 #   scripts/fuzz.sh 60 return_to    # some targets only
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install --locked cargo-fuzz`). Not part
-# of CI (too long); the targets call the entry points of src/fuzzing/ (feature "fuzzing"),
-# which the property tests of `cargo test` also run. Seeds come from `fuzzing::seeds()`;
+# of CI (too long); the targets call the entry points of src/fuzzing/ (compiled under the
+# `--cfg fuzzing` that cargo fuzz sets), which the property tests of `cargo test` also run. Seeds come from `fuzzing::seeds()`;
 # corpora grow in fuzz/corpus/<target>/, crashes land in fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -119,6 +119,12 @@ cargo fmt --all -- --check
 banner "cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+banner "cargo check --lib under --cfg fuzzing (the fuzz targets' entry points)"
+# As cargo fuzz builds the library, in a target directory of its own: other RUSTFLAGS would
+# invalidate the main build.
+RUSTFLAGS="--cfg fuzzing -D warnings" CARGO_TARGET_DIR=target/cfg-fuzzing \
+    cargo check --lib -p tower-oauth2-login
+
 banner "cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 

@@ -94,8 +94,9 @@ pub mod session; //    sessions and the stores that keep them
 #[doc(hidden)]
 pub mod bench;
 
-// Entry points for the fuzz targets and the property tests; not a public API.
-#[cfg(any(test, feature = "fuzzing"))]
+// Entry points for the fuzz targets and the property tests; not a public API, and not in
+// any build but the tests' and cargo-fuzz's (`--cfg fuzzing`).
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
 

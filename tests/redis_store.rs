@@ -1240,7 +1240,10 @@ async fn the_same_jti_from_two_issuers_is_two_tokens() {
         }) else {
             unreachable!()
         };
-        tower_oauth2_login::fuzzing::sign_id_token(&claims, true)
+        use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
+        let ring = key_ring().unwrap();
+        let key = ring.rotation_key(0).unwrap();
+        sign_jwt(None, &claims, Signing::Rs256, key, ring, b"").unwrap()
     };
     let (a, b) = (&apps[0], &apps[1]);
     assert_eq!(

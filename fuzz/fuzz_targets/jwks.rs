@@ -5,5 +5,6 @@ use libfuzzer_sys::fuzz_target;
 use tower_oauth2_login::fuzzing;
 
 fuzz_target!(|data: &[u8]| {
+    tower_oauth2_login_fuzz::setup();
     fuzzing::jwks(data);
 });

@@ -6,5 +6,6 @@ use libfuzzer_sys::fuzz_target;
 use tower_oauth2_login::fuzzing;
 
 fuzz_target!(|data: &[u8]| {
+    tower_oauth2_login_fuzz::setup();
     fuzzing::stored_session(data);
 });

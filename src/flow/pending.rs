@@ -2,7 +2,6 @@
 //! (state, PKCE verifier, nonce, where to return), sealed in a cookie of its own, and how
 //! the callback opens it and sweeps the others.
 
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -105,10 +104,10 @@ pub(crate) fn sweep_pending(
 
 /// Opens the pending cookie `name` of the request and checks it belongs to `state` and is
 /// fresh.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing))]
 pub(crate) fn open_pending(
     inner: &Context,
-    headers: &HeaderMap,
+    headers: &http::HeaderMap,
     name: &str,
     state: &str,
 ) -> Option<PendingLogin> {

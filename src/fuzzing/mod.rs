@@ -1,8 +1,12 @@
 //! Entry points for the fuzz targets (`fuzz/`) and the property tests: every parser and
 //! check that sees bytes from a browser or a provider, each wrapped so that it **panics when
 //! its invariant breaks** (a clear error for bad input, never a panic of its own, never the
-//! acceptance of what must be refused). Not part of the public API: compiled for the tests
-//! and with the `fuzzing` feature only, and hidden from the documentation.
+//! acceptance of what must be refused). Not part of the public API: compiled only for the
+//! library's own tests and under `--cfg fuzzing` (which cargo-fuzz sets), never in a normal
+//! build whatever its features, and hidden from the documentation.
+//!
+//! The oracles that sign tokens take their keys from the caller ([`install_keys`]): the
+//! library has no dependency on the development provider whose keys they are.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -563,33 +567,61 @@ pub fn discovery(document: &[u8], jwks: &[u8]) {
     }
 }
 
-/// The dev provider's key `index` (0, 1, 2): its public JWK.
-fn dev_jwk(index: usize) -> Value {
-    let ring = tower_oauth2_login_dev_provider::keys::key_ring().expect("the embedded keys");
-    ring.rotation_key(index)
-        .expect("a rotation key")
-        .jwk()
-        .clone()
+/// The keys the oracles verify and sign with (the development provider's embedded ones),
+/// given by the caller: the fuzz crate and the tests depend on the development provider,
+/// the library does not.
+pub struct TestKeys {
+    /// The public JWKs of three RSA keys; tokens are signed with the first.
+    pub jwks: [Value; 3],
+    /// Signs `claims` as a compact JWS with RS256 and the first key: the header's `typ`
+    /// when given, and the key's `kid` when asked.
+    pub sign: fn(typ: Option<&str>, claims: &Map<String, Value>, with_kid: bool) -> String,
 }
 
-/// Signs `claims` with RS256 and the dev provider's first key (with its `kid` when asked).
-pub fn sign_id_token(claims: &Map<String, Value>, with_kid: bool) -> String {
-    use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
+static KEYS: OnceLock<TestKeys> = OnceLock::new();
+
+/// Sets the keys for this process; the first call wins.
+pub fn install_keys(keys: TestKeys) {
+    let _ = KEYS.set(keys);
+}
+
+fn keys() -> &'static TestKeys {
+    #[cfg(test)]
+    install_keys(dev_keys());
+    KEYS.get()
+        .expect("call fuzzing::install_keys before the oracles that need keys")
+}
+
+/// The development provider's keys, for the library's own tests (a dev-dependency).
+#[cfg(test)]
+pub(crate) fn dev_keys() -> TestKeys {
+    use tower_oauth2_login_dev_provider::keys::key_ring;
     let ring = key_ring().expect("the embedded keys");
-    let signing = if with_kid {
-        Signing::Rs256
-    } else {
-        Signing::Rs256NoKid
-    };
-    sign_jwt(
-        None,
-        claims,
-        signing,
-        ring.rotation_key(0).expect("a key"),
-        ring,
-        b"",
-    )
-    .expect("signing")
+    let jwk = |i: usize| ring.rotation_key(i).expect("a rotation key").jwk().clone();
+    TestKeys {
+        jwks: [jwk(0), jwk(1), jwk(2)],
+        sign: |typ, claims, with_kid| {
+            use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
+            let ring = key_ring().expect("the embedded keys");
+            let signing = if with_kid {
+                Signing::Rs256
+            } else {
+                Signing::Rs256NoKid
+            };
+            let key = ring.rotation_key(0).expect("a key");
+            sign_jwt(typ, claims, signing, key, ring, b"").expect("signing")
+        },
+    }
+}
+
+/// Public JWK `index` (0, 1 or 2) of the installed keys.
+fn dev_jwk(index: usize) -> Value {
+    keys().jwks[index].clone()
+}
+
+/// Signs `claims` with RS256 and the first installed key (with its `kid` when asked).
+pub fn sign_id_token(claims: &Map<String, Value>, with_kid: bool) -> String {
+    (keys().sign)(None, claims, with_kid)
 }
 
 /// A correct set of ID token claims for the fixed configuration, issued now.
@@ -762,8 +794,6 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let jwks = json!({ "keys": [dev_jwk(0), dev_jwk(1)] }).to_string();
     let logout = {
-        use tower_oauth2_login_dev_provider::keys::{key_ring, sign_jwt, Signing};
-        let ring = key_ring().expect("keys");
         let Value::Object(claims) = json!({
             // Signed, but with a nonce, which a logout token must not carry.
             "iss": ISSUER, "aud": CLIENT_ID, "iat": now_secs(), "jti": "j", "sid": "s", "nonce": "n",
@@ -771,8 +801,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         }) else {
             unreachable!()
         };
-        let key = ring.rotation_key(0).expect("key");
-        sign_jwt(Some("logout+jwt"), &claims, Signing::Rs256, key, ring, b"").expect("sign")
+        (keys().sign)(Some("logout+jwt"), &claims, true)
     };
     let discovery = json!({
         "issuer": ISSUER,

@@ -355,7 +355,7 @@ impl Oidc {
 
     /// Behaves as if the last forced JWKS fetch failed just now, so that the next ones
     /// are rate-limited: for the fuzzing entry points, which must not touch the network.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn assume_keys_unavailable(&self) {
         self.fetch_gate
             .lock()
