@@ -3,8 +3,8 @@
 #
 # Works on a fresh machine and is idempotent: it first installs what the tests need when it is
 # missing (the npm packages of the test OpenID Provider in tests/oidc-provider, redis-server
-# for tests/redis_store.rs, Debian's chromium and chromium-driver for the browser tests, ...),
-# then runs
+# for tests/external/redis_store.rs, Debian's chromium and chromium-driver for the browser
+# tests, ...), then runs
 #   cargo fmt --check and cargo clippy (-D warnings) over the whole workspace (the library and
 #   the load harnesses in perf/, which have no tests: clippy keeps them compiling),
 #   cargo doc (-D warnings) and cargo test of the library and of the development provider in
@@ -107,7 +107,7 @@ cargo clippy --version >/dev/null 2>&1 || die "clippy is missing (cargo clippy)"
 
 banner "Test dependencies"
 ensure_oidc_provider
-ensure_redis_server     # tests/redis_store.rs start their own redis-server
+ensure_redis_server     # tests/external/redis_store.rs start their own redis-server
 ensure_chromium         # the browser tests (tests/browser/): headless Chromium + ChromeDriver
 
 banner "scripts/check-layers.sh (the module graph of src/ points down)"

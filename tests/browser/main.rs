@@ -12,6 +12,11 @@
 //! `chromium-driver`) and the oidc-provider's npm packages; `harness.rs` says how the browser
 //! is run, waited on and cleaned up, and where a failing test leaves its screenshot
 //! (`target/browser-screenshots/<test>.png`).
+//!
+//! A binary of its own: it alone needs Chromium, and the harness's limit on browsers at once
+//! counts on the test threads of this process running browser tests only (a binary shared with
+//! the HTTP tests would leave threads waiting on browser slots next to busy ones). The
+//! in-process tests are in `tests/layer/`, those against other programs in `tests/external/`.
 
 mod apps;
 mod harness;

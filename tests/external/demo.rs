@@ -3,7 +3,7 @@
 //!
 //! Runs the example binary that `cargo test` builds beside the tests.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -21,13 +21,14 @@ impl Drop for Demo {
 }
 
 fn demo_binary() -> std::path::PathBuf {
-    // target/<profile>/deps/demo-<hash> → target/<profile>/examples/demo
+    // target/<profile>/deps/external-<hash> → target/<profile>/examples/demo
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join("examples").join("demo");
     assert!(
         path.exists(),
-        "{} is missing: plain `cargo test` builds it (`cargo test --test demo` alone does not)",
+        "{} is missing: plain `cargo test` builds it (`cargo test --test external` alone does \
+         not; `cargo build --example demo` does)",
         path.display()
     );
     path

@@ -2,8 +2,7 @@
 //! is read, and properties of the whole layer over arbitrary callback requests and cookies.
 //! (The parsers' own property tests are unit tests: `src/fuzzing/props.rs`.)
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 mod fault_proxy;
 mod faults;

@@ -2,7 +2,7 @@
 //! discovery, against panva's `oidc-provider` (ID tokens, userinfo, RP-initiated logout,
 //! revocation).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The login flow through the real `LoginLayer` over real HTTP, against the embedded
 //! provider.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use support::app::{self, param, Browser, Client, Options, CLIENT_ID, CLIENT_SECRET};
@@ -478,7 +478,7 @@ async fn cookies_have_the_right_flags() {
     }
     assert!(!session.contains("Domain"));
     // Plain http on loopback: no Secure (the browser would drop it); https is covered by
-    // `https_cookies_are_secure_and_prefixed` in tests/layer.rs.
+    // `https_cookies_are_secure_and_prefixed` in `layer.rs`.
     assert!(!session.contains("Secure"));
 }
 

@@ -2,7 +2,7 @@
 //! Foundation's RP test plans), each against the embedded provider misbehaving on purpose,
 //! through the real layer configured by discovery.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! OpenID-certified server (tests/oidc-provider, started on loopback), through its `/auth`,
 //! `/token` and `/me` endpoints, with confidential and public clients.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use support::app::{param, routes, Browser};

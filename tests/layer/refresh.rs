@@ -1,7 +1,7 @@
 //! The token lifecycle: refresh once per session, rotation, and what the user gets when
 //! the provider refuses or fails.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! `RedisStore` against a real `redis-server` (each test starts its own, see
-//! `support/redis.rs`; `scripts/test.sh` installs it): the store operations, expiry by
+//! `tests/support/redis.rs`; `scripts/test.sh` installs it): the store operations, expiry by
 //! Redis, the indexes of back-channel logout, timeouts, and the layer on two instances
 //! sharing one Redis through an outage and a hang.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! JWKS fetches that strangers can force are rate-limited and never make other requests
 //! wait, and a logout token is used once.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

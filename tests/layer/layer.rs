@@ -1,7 +1,7 @@
 //! The layer in its different settings: a plain hyper service, a sub-router protected with
 //! `require_login`, https cookies, a failing session store, and configuration errors.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

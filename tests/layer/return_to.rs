@@ -2,7 +2,7 @@
 //! real HTTP against the embedded provider: the resolved return path, never one that a
 //! browser reads as a network path, and a pending cookie the browser keeps.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use support::app::{self, Browser, Options};
